@@ -28,3 +28,72 @@ def normalize(text: str) -> str:
 def words(text: str) -> list[str]:
     """The normalised words of `text`, in order."""
     return _WORD.findall(normalize(text))
+
+
+class _FoldTable(dict[int, str]):
+    """`str.translate` table: each character to its matching form, non-word characters to spaces.
+
+    Filled lazily (a feed's alphabet is small) so folding a text is one C-level
+    `translate` call; folding per character keeps a map back to the original offsets.
+    """
+
+    def __missing__(self, code: int) -> str:
+        folded = normalize(chr(code))
+        value = "".join(ch if ch.isalnum() else " " for ch in folded)
+        self[code] = value
+        return value
+
+
+_FOLD = _FoldTable()
+# ASCII needs no lazy lookups: one-to-one, so CPython's fast ASCII translate path applies.
+_ASCII_FOLD = str.maketrans(
+    {chr(c): (chr(c).lower() if chr(c).isalnum() else " ") for c in range(128)}
+)
+
+
+def fold(text: str) -> str:
+    """`text` in matching form with every non-word character replaced by a space.
+
+    The words of `fold(text)` (its runs of non-space characters) are `words(text)`
+    for all practical text; unlike `normalize`, folding works character by character,
+    which is what lets `fold_with_offsets` point back into the original text.
+    """
+    if text.isascii():
+        return text.translate(_ASCII_FOLD)
+    return text.translate(_FOLD)
+
+
+def fold_with_offsets(text: str) -> tuple[str, list[int]]:
+    """`fold(text)` and, for each of its characters, the index of the original character."""
+    if text.isascii():
+        return text.translate(_ASCII_FOLD), list(range(len(text)))
+    out: list[str] = []
+    origin: list[int] = []
+    table = _FOLD
+    for i, ch in enumerate(text):
+        piece = table[ord(ch)]
+        if piece:
+            out.append(piece)
+            origin.extend([i] * len(piece))
+    return "".join(out), origin
+
+
+_NON_SPACE = re.compile(r"\S+")
+
+
+def word_spans(text: str) -> list[tuple[str, int, int]]:
+    """The normalised words of `text` with their `[start, end)` spans in the original text.
+
+    A span covers the whole original word, including combining marks and tatweels
+    the normal form dropped, so highlighting it never cuts a character apart.
+    """
+    folded, origin = fold_with_offsets(text)
+    spans: list[tuple[str, int, int]] = []
+    for m in _NON_SPACE.finditer(folded):
+        start = origin[m.start()]
+        end = origin[m.end() - 1] + 1
+        # Extend over marks the fold dropped (e.g. a trailing niqqud or harakat).
+        while end < len(text) and not _FOLD[ord(text[end])] and not text[end].isspace():
+            end += 1
+        spans.append((m.group(), start, end))
+    return spans

@@ -1,0 +1,435 @@
+"""Match articles against every watch topic at once, with a score and an explanation.
+
+`Matcher.compile` parses all topic queries (`watch.query`) once and puts every
+distinct word, phrase and wildcard prefix of every topic into one Aho-Corasick
+automaton. Matching an article folds its title and text to the matching normal form
+(`watch.normalize.fold`), runs the automaton once over both, and evaluates the
+boolean tree of only those topics one of whose words was hit. The cost of an
+article grows with its length, not with the number of topics.
+
+Words are matched whole: the automaton's keys are the normal-form words with a
+space on each side (a wildcard prefix only on the left), and the folded text has
+every non-word character turned into a space, so "Turkey" never hits "Turkeys".
+
+Score (deterministic; higher is better; `TopicSpec.min_score` filters on it):
+
+    sum over the topic's distinct words that were hit of
+        2.0 if hit in the title else 1.0, plus 0.1 per extra occurrence (up to 5)
+    + closeness: (k - 1) / (1 + spread / 5), best over title and text, where k is the
+      number of distinct words hit in that field and spread the number of other words
+      inside the smallest window holding one hit of each.
+
+A match explains itself: `terms` are the distinct matched words (the actual words for
+a wildcard), in order of first appearance, and `snippet` is about 200 characters of
+the original text (not the normal form) around the densest cluster of hits, with
+`highlights` as `[start, end)` offsets into the snippet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import ahocorasick
+
+from watch.normalize import fold, word_spans
+from watch.query import (
+    And,
+    Near,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Query,
+    QueryError,
+    Term,
+    canonical,
+    leaves,
+    parse_query,
+)
+
+__all__ = ["Document", "Matcher", "TopicMatch", "TopicSpec", "topic_fingerprint"]
+
+SNIPPET_CHARS = 200
+# Bump when matching or scoring changes, so every topic's fingerprint changes and
+# stored matches are recomputed.
+MATCHER_VERSION = "1"
+_TITLE_WEIGHT = 2.0
+_BODY_WEIGHT = 1.0
+_REPEAT_BONUS = 0.1
+_MAX_REPEATS = 5
+_SPREAD_SCALE = 5.0
+_FIELD_BREAK = " \x01 "  # one pseudo-word between title and text: no phrase spans both
+_WHITESPACE_TO_SPACE = str.maketrans("\n\r\t\f\v", "     ")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    query: str
+    min_score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """An article to match; `text` is summary + content as plain text."""
+
+    id: int
+    title: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMatch:
+    topic: str
+    doc_id: int
+    score: float
+    terms: tuple[str, ...]
+    snippet: str
+    highlights: tuple[tuple[int, int], ...]  # [start, end) offsets into `snippet`
+
+
+def topic_fingerprint(spec: TopicSpec, aliases: Mapping[str, str]) -> str:
+    """A 64-hex digest that changes when the topic's results can change.
+
+    Built from the query after alias expansion and normalisation (so re-casing a word
+    or reordering an OR changes nothing), the minimum score and the matcher version.
+    """
+    query = parse_query(spec.query, aliases)
+    material = f"{MATCHER_VERSION}\n{canonical(query)}\n{float(spec.min_score)!r}"
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------- compiled form
+
+
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    key: int  # automaton key id
+    title_only: bool
+    width: int  # words covered by one hit
+    prefix: bool
+    label: str
+
+
+# hit: (field, first word index, end word index); field 0 = title, 1 = text
+_Hit = tuple[int, int, int]
+
+
+class _Doc:
+    """What one article's automaton pass found; positions are worked out on demand."""
+
+    __slots__ = ("_starts", "hay", "hits", "in_title", "title_end")
+
+    def __init__(self, hay: str, title_end: int, hits: dict[int, list[int]]) -> None:
+        self.hay = hay
+        self.title_end = title_end
+        self.hits = hits  # key id -> char offsets of the space before each hit
+        self.in_title = {k for k, offsets in hits.items() if offsets[0] < title_end}
+        self._starts: list[int] | None = None
+
+    def word_starts(self) -> list[int]:
+        if self._starts is None:
+            starts: list[int] = []
+            hay = self.hay
+            i = hay.find(" ")
+            # Word starts are the non-space characters after a space.
+            while i >= 0:
+                j = i + 1
+                if j < len(hay) and hay[j] != " ":
+                    starts.append(j)
+                i = hay.find(" ", j)
+            self._starts = starts
+        return self._starts
+
+    def leaf_hits(self, leaf: _Leaf) -> list[_Hit]:
+        starts = self.word_starts()
+        found: list[_Hit] = []
+        for offset in self.hits.get(leaf.key, ()):
+            field = 0 if offset < self.title_end else 1
+            if leaf.title_only and field:
+                break
+            index = bisect_left(starts, offset + 1)
+            found.append((field, index, index + leaf.width))
+        return found
+
+
+_Eval = Callable[[_Doc], bool]
+
+
+def _near(left: Sequence[_Leaf], right: Sequence[_Leaf], distance: int, doc: _Doc) -> bool:
+    lhits = [h for leaf in left for h in doc.leaf_hits(leaf)]
+    rhits = [h for leaf in right for h in doc.leaf_hits(leaf)]
+    for lf, ls, le in lhits:
+        for rf, rs, re_ in rhits:
+            if lf != rf or (ls, le) == (rs, re_):
+                continue
+            gap = rs - le if rs >= le else ls - re_
+            if gap <= distance:
+                return True
+    return False
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.keys: dict[str, int] = {}
+
+    def key(self, text: str) -> int:
+        return self.keys.setdefault(text, len(self.keys))
+
+    def leaf(self, node: Term | Phrase | Prefix) -> _Leaf:
+        title_only = node.field == "title"
+        if isinstance(node, Term):
+            return _Leaf(self.key(f" {node.word} "), title_only, 1, False, node.word)
+        if isinstance(node, Phrase):
+            label = " ".join(node.words)
+            return _Leaf(self.key(f" {label} "), title_only, len(node.words), False, label)
+        return _Leaf(self.key(f" {node.prefix}"), title_only, 1, True, node.prefix + "*")
+
+    def build(self, node: Query) -> _Eval:
+        if isinstance(node, Term | Phrase | Prefix):
+            leaf = self.leaf(node)
+            key = leaf.key
+            if leaf.title_only:
+                return lambda d: key in d.in_title
+            return lambda d: key in d.hits
+        if isinstance(node, And):
+            parts = tuple(self.build(c) for c in node.children)
+            return lambda d: all(p(d) for p in parts)
+        if isinstance(node, Or):
+            parts = tuple(self.build(c) for c in node.children)
+            return lambda d: any(p(d) for p in parts)
+        if isinstance(node, Not):
+            inner = self.build(node.child)
+            return lambda d: not inner(d)
+        assert isinstance(node, Near)
+        lhs, rhs = self.build(node.left), self.build(node.right)
+        lleaves = tuple(self.leaf(x) for x in leaves(node.left))
+        rleaves = tuple(self.leaf(x) for x in leaves(node.right))
+        distance = node.distance
+        return lambda d: lhs(d) and rhs(d) and _near(lleaves, rleaves, distance, d)
+
+
+@dataclass(frozen=True, slots=True)
+class _Topic:
+    name: str
+    min_score: float
+    test: _Eval
+    leaves: tuple[_Leaf, ...]  # distinct positive leaves: what scores and explains
+
+
+class Matcher:
+    """All topics compiled into one automaton; reusable across any number of articles."""
+
+    def __init__(
+        self,
+        topics: Sequence[_Topic],
+        automaton: ahocorasick.Automaton | None,
+        by_key: Sequence[tuple[int, ...]],
+    ) -> None:
+        self._topics = tuple(topics)
+        self._automaton = automaton
+        self._by_key = tuple(by_key)
+
+    @classmethod
+    def compile(
+        cls, topics: Sequence[TopicSpec], aliases: Mapping[str, str] | None = None
+    ) -> Matcher:
+        """Parse and compile `topics`; a bad query raises QueryError naming its topic."""
+        compiler = _Compiler()
+        compiled: list[_Topic] = []
+        for spec in topics:
+            try:
+                query = parse_query(spec.query, aliases)
+            except QueryError as err:
+                raise err.in_topic(spec.name) from None
+            test = compiler.build(query)
+            positive = tuple(dict.fromkeys(compiler.leaf(x) for x in leaves(query)))
+            compiled.append(_Topic(spec.name, float(spec.min_score), test, positive))
+        by_key: list[list[int]] = [[] for _ in compiler.keys]
+        for index, topic in enumerate(compiled):
+            for key in sorted({leaf.key for leaf in topic.leaves}):
+                by_key[key].append(index)
+        automaton: ahocorasick.Automaton | None = None
+        if compiler.keys:
+            automaton = ahocorasick.Automaton()
+            for text, key in compiler.keys.items():
+                automaton.add_word(text, (key, len(text)))
+            automaton.make_automaton()
+        return cls(compiled, automaton, [tuple(t) for t in by_key])
+
+    def match(self, doc: Document) -> list[TopicMatch]:
+        """Every topic `doc` matches (in topic order), with score, terms and snippet."""
+        if self._automaton is None:
+            return []
+        title = fold(doc.title)
+        hay = f" {title}{_FIELD_BREAK}{fold(doc.text)} "
+        hits: dict[int, list[int]] = {}
+        for end, (key, length) in self._automaton.iter(hay):
+            offsets = hits.get(key)
+            if offsets is None:
+                hits[key] = [end - length + 1]
+            else:
+                offsets.append(end - length + 1)
+        if not hits:
+            return []
+        by_key = self._by_key
+        candidates: set[int] = set()
+        for key in hits:
+            candidates.update(by_key[key])
+        state = _Doc(hay, len(title) + 1, hits)
+        found: list[TopicMatch] = []
+        for index in sorted(candidates):
+            topic = self._topics[index]
+            if topic.test(state):
+                match = _explain(topic, doc, state)
+                if match.score >= topic.min_score:
+                    found.append(match)
+        return found
+
+    def match_many(self, docs: Iterable[Document]) -> Iterator[TopicMatch]:
+        """Matches of every document in turn."""
+        for doc in docs:
+            yield from self.match(doc)
+
+
+# ---------------------------------------------------------------- explanation
+
+
+def _explain(topic: _Topic, doc: Document, state: _Doc) -> TopicMatch:
+    per_leaf = [(leaf, state.leaf_hits(leaf)) for leaf in topic.leaves]
+    per_leaf = [(leaf, hits) for leaf, hits in per_leaf if hits]
+    score = _score(per_leaf)
+    terms = _terms(per_leaf, state)
+    snippet, highlights = _snippet(per_leaf, doc, state)
+    return TopicMatch(topic.name, doc.id, score, terms, snippet, highlights)
+
+
+def _score(per_leaf: Sequence[tuple[_Leaf, list[_Hit]]]) -> float:
+    total = 0.0
+    for _, hits in per_leaf:
+        total += _TITLE_WEIGHT if hits[0][0] == 0 else _BODY_WEIGHT
+        total += _REPEAT_BONUS * min(len(hits) - 1, _MAX_REPEATS)
+    closeness = 0.0
+    for field in (0, 1):
+        groups = [[h for h in hits if h[0] == field] for _, hits in per_leaf]
+        groups = [g for g in groups if g]
+        if len(groups) >= 2:
+            k = len(groups)
+            spread = max(0, _smallest_window(groups) - k)
+            closeness = max(closeness, (k - 1) / (1 + spread / _SPREAD_SCALE))
+    return round(total + closeness, 4)
+
+
+def _smallest_window(groups: Sequence[Sequence[_Hit]]) -> int:
+    """Width in words of the smallest window holding one hit from every group."""
+    events = sorted((h[1], h[2], g) for g, hits in enumerate(groups) for h in hits)
+    return _window_scan(events, len(groups))
+
+
+def _window_scan(events: Sequence[tuple[int, int, int]], need: int) -> int:
+    best = 1 << 30
+    counts = [0] * need
+    have = 0
+    lo = 0
+    for hi in range(len(events)):
+        group = events[hi][2]
+        counts[group] += 1
+        if counts[group] == 1:
+            have += 1
+        while have == need:
+            window_end = max(e[1] for e in events[lo : hi + 1])
+            best = min(best, window_end - events[lo][0])
+            g = events[lo][2]
+            counts[g] -= 1
+            if counts[g] == 0:
+                have -= 1
+            lo += 1
+    return best
+
+
+def _terms(per_leaf: Sequence[tuple[_Leaf, list[_Hit]]], state: _Doc) -> tuple[str, ...]:
+    first: dict[str, tuple[int, int]] = {}
+    for leaf, hits in per_leaf:
+        for field, start, _ in hits:
+            label = leaf.label
+            if leaf.prefix:
+                offset = state.word_starts()[start]
+                label = state.hay[offset : state.hay.index(" ", offset)]
+            if label not in first or (field, start) < first[label]:
+                first[label] = (field, start)
+    return tuple(sorted(first, key=lambda label: (first[label], label)))
+
+
+def _snippet(
+    per_leaf: Sequence[tuple[_Leaf, list[_Hit]]], doc: Document, state: _Doc
+) -> tuple[str, tuple[tuple[int, int], ...]]:
+    in_text = any(h[0] == 1 for _, hits in per_leaf for h in hits)
+    field = 1 if in_text and doc.text else 0
+    source = doc.text if field else doc.title
+    spans = word_spans(source)
+    # Hits count words over title, break marker and text; make them field-relative.
+    base = 0 if field == 0 else bisect_left(state.word_starts(), state.title_end) + 1
+    marks: list[tuple[int, int, int]] = []  # (char start, char end, leaf number)
+    for number, (_, hits) in enumerate(per_leaf):
+        for f, start, end in hits:
+            if f == field and start >= base and end - base <= len(spans):
+                marks.append((spans[start - base][1], spans[end - base - 1][2], number))
+    marks.sort()
+    if not marks:
+        return _clip(source, 0, min(len(source), SNIPPET_CHARS)), ()
+    lo, hi = _densest(marks)
+    win_start, win_end = marks[lo][0], max(m[1] for m in marks[lo : hi + 1])
+    room = max(0, SNIPPET_CHARS - (win_end - win_start))
+    start = max(0, win_start - room // 2)
+    end = min(len(source), max(win_end, start + SNIPPET_CHARS))
+    start = max(0, min(start, end - SNIPPET_CHARS))
+    start, end = _snap(source, start, end, win_start, win_end)
+    snippet = _clip(source, start, end)
+    shift = start - (1 if start > 0 else 0)
+    highlights = tuple(
+        (s - shift, e - shift) for s, e in _disjoint(marks) if s >= start and e <= end
+    )
+    return snippet, highlights
+
+
+def _densest(marks: Sequence[tuple[int, int, int]]) -> tuple[int, int]:
+    """The run of marks fitting in a snippet with the most distinct words, then most hits."""
+    best = (0, 0, 0, 0)
+    for lo in range(len(marks)):
+        hi = lo
+        while hi + 1 < len(marks) and marks[hi + 1][1] - marks[lo][0] <= SNIPPET_CHARS:
+            hi += 1
+        distinct = len({m[2] for m in marks[lo : hi + 1]})
+        key = (distinct, hi - lo + 1)
+        if key > best[:2]:
+            best = (distinct, hi - lo + 1, lo, hi)
+    return best[2], best[3]
+
+
+def _disjoint(marks: Sequence[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for s, e, _ in marks:
+        if merged and s < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def _snap(text: str, start: int, end: int, keep_start: int, keep_end: int) -> tuple[int, int]:
+    """Move the cut points to whitespace so no word is cut, never past the kept window."""
+    if start > 0 and not text[start - 1].isspace():
+        space = text.find(" ", start, keep_start)
+        start = space + 1 if space >= 0 else start
+    if end < len(text) and not text[end].isspace():
+        space = text.rfind(" ", keep_end, end)
+        end = space if space >= 0 else end
+    return start, end
+
+
+def _clip(text: str, start: int, end: int) -> str:
+    body = text[start:end].translate(_WHITESPACE_TO_SPACE)
+    return ("…" if start > 0 else "") + body + ("…" if end < len(text) else "")
