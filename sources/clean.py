@@ -1,0 +1,144 @@
+"""Text cleaning for storage and display: plain-text titles, sanitized HTML, UTC dates.
+
+Everything a feed says passes through here before it becomes an `Entry`:
+
+- `clean_text`: one line of plain text (titles, authors, tags). HTML tags are removed and
+  entities decoded, so "<b>AT&amp;T</b>" becomes "AT&T"; every run of whitespace, CR and LF
+  included, becomes one space, which also keeps "\\r\\nBcc:" out of an email header.
+- `sanitize_html`: summary and content HTML, through nh3 (the ammonia sanitizer): no
+  script, style, iframe, event handler, `javascript:` URL or style attribute survives.
+- Both strip what PostgreSQL or UTF-8 cannot store or a reader should never see: NUL and
+  the other C0/C1 control characters, lone surrogates, U+FFFE/U+FFFF. Format characters
+  (ZWJ in emoji sequences, RTL/LTR marks) are kept, so right-to-left scripts and emoji
+  round-trip exactly.
+- `parse_date`: UTC or None, by the policy in its docstring.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import nh3
+from feedparser.datetimes import _parse_date as _feedparser_parse_date
+
+# C0 controls except TAB/LF/CR, DEL, C1 controls, surrogates, and the two noncharacters.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_WHITESPACE = re.compile(r"\s+")
+_STRIP_ALL_TAGS = nh3.Cleaner(tags=set(), attributes={}, clean_content_tags={"script", "style"})
+
+# Dates before the first public web page are epoch-zero or parse bugs, not news.
+EARLIEST_DATE = datetime(1991, 1, 1, tzinfo=UTC)
+# Clocks and time zones are often a little wrong; beyond this a date is a lie.
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def strip_controls(s: str) -> str:
+    """`s` without NUL, other control characters, surrogates and noncharacters.
+
+    TAB, LF and CR are kept (whitespace policy is the caller's).
+    """
+    return _CONTROL.sub("", s)
+
+
+def clean_text(s: str | None) -> str:
+    """`s` as one line of plain text: tags removed, entities decoded, whitespace collapsed."""
+    if not s:
+        return ""
+    s = strip_controls(s)
+    if "<" in s or "&" in s:
+        # nh3 parses like a browser (so "a < b" stays text) and escapes what it keeps;
+        # unescaping afterwards decodes entities exactly once.
+        s = html.unescape(_STRIP_ALL_TAGS.clean(s))
+        s = strip_controls(s)  # an entity such as &#0; may decode to a control character
+    return _WHITESPACE.sub(" ", s).strip()
+
+
+_CLEANERS: dict[str | None, nh3.Cleaner] = {}
+
+
+def _cleaner(base_url: str | None) -> nh3.Cleaner:
+    cleaner = _CLEANERS.get(base_url)
+    if cleaner is None:
+        if len(_CLEANERS) > 256:  # one per feed URL; keep the cache bounded
+            _CLEANERS.clear()
+        try:
+            cleaner = (
+                nh3.Cleaner(url_relative=("rewrite_with_base", base_url))
+                if base_url
+                else nh3.Cleaner()
+            )
+        except ValueError:  # a base URL nh3 cannot parse: leave relative links alone
+            cleaner = nh3.Cleaner()
+        _CLEANERS[base_url] = cleaner
+    return cleaner
+
+
+def sanitize_html(s: str | None, base_url: str | None = None) -> str:
+    """`s` as HTML that is safe to display; relative links resolved against `base_url`.
+
+    nh3's default allow-list: formatting, links, images, lists and tables stay; script,
+    style, iframe, object, form, event handlers, `style` attributes and URLs with schemes
+    other than http(s), mailto and a few more are removed; links get
+    rel="noopener noreferrer".
+    """
+    if not s:
+        return ""
+    s = strip_controls(s).replace("\r\n", "\n").replace("\r", "\n")
+    return _cleaner(base_url).clean(s).strip()
+
+
+def parse_date(
+    value: str | time.struct_time | datetime | None, now: datetime | None = None
+) -> datetime | None:
+    """`value` as an aware UTC datetime, or None when it gives no usable date.
+
+    Policy (the caller substitutes the time it first saw the entry for None):
+    - missing or unparsable → None; a date without a zone is taken as UTC;
+    - before 1991-01-01 (the Unix epoch, "0001-01-01" and similar bugs) → None;
+    - up to one day in the future (wrong clocks, wrong zones) → clamped to `now`;
+    - further in the future (year 9999 and similar) → None.
+    Strings are read by feedparser's date parser (RFC 822, ISO 8601/RFC 3339, W3C-DTF
+    and a dozen regional formats).
+    """
+    if value is None or value == "":
+        return None
+    moment: datetime | None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, time.struct_time):
+        moment = _from_struct(value)
+    else:
+        moment = _parse_string(value)
+    if moment is None:
+        return None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    now = now or datetime.now(UTC)
+    if moment < EARLIEST_DATE or moment > now + FUTURE_TOLERANCE:
+        return None
+    return min(moment, now)
+
+
+def _from_struct(value: time.struct_time) -> datetime | None:
+    # feedparser's *_parsed fields are already UTC
+    try:
+        return datetime(*value[:6], tzinfo=UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _parse_string(value: str) -> datetime | None:
+    value = value.strip()
+    if not value or len(value) > 200:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        pass
+    try:
+        parsed = _feedparser_parse_date(value)
+    except (ValueError, OverflowError, IndexError, TypeError):
+        return None
+    return _from_struct(parsed) if parsed else None
