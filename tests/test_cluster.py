@@ -1,0 +1,228 @@
+"""Story clustering: near-duplicates from different outlets become one story."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from watch.cluster import (
+    DEFAULT_THRESHOLD,
+    StoryCandidate,
+    StoryClusterer,
+    _words,
+)
+from watch.normalize import words
+
+PAIRS_FILE = Path(__file__).parent / "data" / "story_pairs.jsonl"
+T0 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+
+LEDE = (
+    "An Israeli strike on a car near the town of Nabatieh in south Lebanon killed three "
+    "people on Monday, the Lebanese health ministry said, despite a ceasefire between "
+    "Israel and Hezbollah."
+)
+OTHER_EVENT = (
+    "An Israeli strike on a motorcycle near the town of Bint Jbeil in south Lebanon killed "
+    "two people on Tuesday, the Lebanese health ministry said, despite a ceasefire between "
+    "Israel and Hezbollah."
+)
+UNRELATED = (
+    "Bukayo Saka's 88th-minute strike gave Arsenal a 2-1 win over Chelsea at the Emirates "
+    "Stadium on Sunday, moving Mikel Arteta's side three points clear at the top."
+)
+
+
+def candidate(
+    article_id: int,
+    summary: str = LEDE,
+    *,
+    hours: float = 0,
+    title: str = "Israeli strike kills three in south Lebanon",
+    source: str = "AFP",
+) -> StoryCandidate:
+    return StoryCandidate(article_id, T0 + timedelta(hours=hours), title, summary, source)
+
+
+def load_pairs() -> list[dict[str, object]]:
+    return [json.loads(line) for line in PAIRS_FILE.read_text(encoding="utf-8").splitlines()]
+
+
+def item(raw: object, article_id: int) -> StoryCandidate:
+    assert isinstance(raw, dict)
+    published = datetime.fromisoformat(raw["published_at"].replace("Z", "+00:00"))
+    return StoryCandidate(article_id, published, raw["title"], raw["summary"], raw["source"])
+
+
+def labelled_items() -> list[StoryCandidate]:
+    """Every distinct news item of the labelled set, with ids in file order."""
+    seen: dict[tuple[str, str, str], StoryCandidate] = {}
+    for pair in load_pairs():
+        for side in ("a", "b"):
+            raw = pair[side]
+            assert isinstance(raw, dict)
+            ident = (raw["source"], raw["title"], raw["published_at"])
+            if ident not in seen:
+                seen[ident] = item(raw, len(seen) + 1)
+    return list(seen.values())
+
+
+def partition(clusterer: StoryClusterer, ids: list[int]) -> set[frozenset[int]]:
+    groups: dict[int | None, set[int]] = {}
+    for article_id in ids:
+        groups.setdefault(clusterer.story_of(article_id), set()).add(article_id)
+    return {frozenset(group) for group in groups.values()}
+
+
+def test_wire_copy_under_different_urls_joins_one_story() -> None:
+    clusterer = StoryClusterer()
+    first, second = clusterer.add(
+        [
+            candidate(1, source="AFP"),
+            candidate(2, hours=1, source="France 24", title="Israeli strike kills three"),
+        ]
+    )
+    assert first.story_key == second.story_key == 1
+
+
+def test_different_events_on_the_same_topic_stay_apart() -> None:
+    clusterer = StoryClusterer()
+    first, second = clusterer.add(
+        [candidate(1), candidate(2, OTHER_EVENT, hours=20, title="Israeli strike kills two")]
+    )
+    assert first.story_key != second.story_key
+
+
+def test_identical_articles_outside_the_window_never_merge() -> None:
+    clusterer = StoryClusterer(window=timedelta(hours=72))
+    first, second = clusterer.add([candidate(1), candidate(2, hours=72.5)])
+    assert first.story_key != second.story_key
+
+
+def test_template_headline_without_summary_never_merges() -> None:
+    clusterer = StoryClusterer()
+    live = "Live: Storm Bert latest"
+    first, second = clusterer.add(
+        [candidate(1, "", title=live), candidate(2, "", hours=30, title=live)]
+    )
+    assert first.story_key != second.story_key
+
+
+def test_html_tags_and_wordpress_footer_do_not_separate_syndicated_copies() -> None:
+    clusterer = StoryClusterer()
+    syndicated = (
+        f"<p>{LEDE}</p><p>The post <a href='https://example.org/x'>Israeli strike</a> "
+        "appeared first on Example News.</p>"
+    )
+    first, second = clusterer.add([candidate(1), candidate(2, syndicated, hours=2)])
+    assert first.story_key == second.story_key
+
+
+def test_representative_is_the_earliest_published_then_the_lowest_id() -> None:
+    clusterer = StoryClusterer()
+    clusterer.add([candidate(5, hours=3), candidate(9, hours=1), candidate(7, hours=1)])
+    story = clusterer.story(5)
+    assert story is not None
+    assert story.representative_article_id == 7
+
+
+def test_when_stories_merge_the_smallest_key_survives() -> None:
+    clusterer = StoryClusterer(threshold=0.4)
+    clusterer.add([candidate(1, LEDE, title=""), candidate(2, UNRELATED, title="")])
+    assert clusterer.story_of(1) != clusterer.story_of(2)
+    # Article 3 carries both texts: a near-duplicate of each, it bridges the two stories.
+    [joined] = clusterer.add([candidate(3, f"{LEDE} {UNRELATED}", hours=1, title="")])
+    assert (joined.story_key, joined.merged_story_keys) == (1, (2,))
+    assert clusterer.story_of(2) == 1
+
+
+def test_stored_stories_reload_and_new_copies_join_them() -> None:
+    clusterer = StoryClusterer()
+    clusterer.load(
+        [(candidate(40, hours=-5), 31)], representatives={31: (31, T0 - timedelta(days=5))}
+    )
+    [assignment] = clusterer.add([candidate(50, hours=1, source="Reuters")])
+    assert (assignment.story_key, assignment.representative_article_id) == (31, 31)
+
+
+def test_eviction_keeps_only_the_articles_inside_the_window() -> None:
+    clusterer = StoryClusterer(window=timedelta(hours=24))
+    stream = [candidate(n, f"{UNRELATED} {n}", hours=n) for n in range(1, 24 * 10)]
+    for start in range(0, len(stream), 20):
+        batch = stream[start : start + 20]
+        clusterer.add(batch)
+        clusterer.evict(batch[-1].published_at)
+    now = stream[-1].published_at
+    inside = [c for c in stream if c.published_at >= now - timedelta(hours=24)]
+    assert len(clusterer) == len(inside) == 25
+
+
+def test_every_story_is_forgotten_once_its_articles_leave_the_window() -> None:
+    clusterer = StoryClusterer(window=timedelta(hours=24))
+    clusterer.add([candidate(1), candidate(2, hours=1)])
+    clusterer.evict(T0 + timedelta(hours=26))
+    assert (len(clusterer), clusterer.story_count, clusterer.story(1)) == (0, 0, None)
+
+
+@settings(max_examples=25, deadline=None)
+@given(order=st.permutations(labelled_items()), batch=st.integers(min_value=1, max_value=60))
+def test_any_arrival_order_gives_the_same_stories(order: list[StoryCandidate], batch: int) -> None:
+    reference = StoryClusterer()
+    reference.add(sorted(order, key=lambda c: c.article_id))
+    shuffled = StoryClusterer()
+    for start in range(0, len(order), batch):
+        shuffled.add(order[start : start + batch])
+    ids = [c.article_id for c in order]
+    assert partition(shuffled, ids) == partition(reference, ids)
+    assert [shuffled.story_of(i) for i in ids] == [reference.story_of(i) for i in ids]
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_fast_path_gives_the_topic_normal_form(text: str) -> None:
+    assert _words(text) == words(text)
+
+
+def _pair_predictions() -> list[tuple[bool, bool]]:
+    out = []
+    for pair in load_pairs():
+        clusterer = StoryClusterer()
+        a, b = clusterer.add([item(pair["a"], 1), item(pair["b"], 2)])
+        out.append((pair["label"] == "same", a.story_key == b.story_key))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pair_predictions() -> list[tuple[bool, bool]]:
+    return _pair_predictions()
+
+
+def test_labelled_set_has_enough_pairs_of_both_kinds() -> None:
+    labels = [pair["label"] for pair in load_pairs()]
+    assert len(labels) >= 120
+    assert labels.count("same") >= 60 and labels.count("different") >= 60
+
+
+def test_labelled_pairs_default_threshold_precision_is_at_least_0_97(
+    pair_predictions: list[tuple[bool, bool]],
+) -> None:
+    true_pos = sum(1 for same, merged in pair_predictions if same and merged)
+    false_pos = sum(1 for same, merged in pair_predictions if merged and not same)
+    positives = sum(1 for same, _ in pair_predictions if same)
+    print(
+        f"threshold {DEFAULT_THRESHOLD}: precision {true_pos / (true_pos + false_pos):.3f}, "
+        f"recall {true_pos / positives:.3f} ({true_pos}/{positives}), false merges {false_pos}"
+    )
+    assert true_pos / (true_pos + false_pos) >= 0.97
+
+
+def test_labelled_pairs_default_threshold_recall_is_at_least_0_75(
+    pair_predictions: list[tuple[bool, bool]],
+) -> None:
+    true_pos = sum(1 for same, merged in pair_predictions if same and merged)
+    positives = sum(1 for same, _ in pair_predictions if same)
+    assert true_pos / positives >= 0.75
