@@ -1,0 +1,1 @@
+"""Reproducible benchmarks (not tests): generated feeds, a loopback feed server, peers."""
