@@ -39,7 +39,9 @@ from digest.email import parse_address
 
 Security = Literal["starttls", "tls", "none"]
 Outcome = Literal["not_sent", "unknown", "partial"]
-Kind = Literal["connect", "timeout", "tls", "auth", "sender", "recipients", "data", "protocol"]
+Kind = Literal[
+    "config", "connect", "timeout", "tls", "auth", "sender", "recipients", "data", "protocol"
+]
 
 _SECURITY: frozenset[str] = frozenset({"starttls", "tls", "none"})
 
@@ -88,7 +90,7 @@ class SmtpSettings:
 class DeliveryError(Exception):
     """Sending failed; `str()` is one line saying what failed and where.
 
-    `kind` names the step (connect, timeout, tls, auth, sender, recipients, data,
+    `kind` names the step (config, connect, timeout, tls, auth, sender, recipients, data,
     protocol); `outcome` says whether the message may have gone out (see the module
     docstring); `refused` maps refused recipients to the server's reply.
     """
@@ -97,7 +99,7 @@ class DeliveryError(Exception):
         self,
         message: str,
         *,
-        kind: Kind,
+        kind: Kind = "protocol",
         outcome: Outcome = "not_sent",
         refused: Mapping[str, str] | None = None,
     ) -> None:
@@ -109,6 +111,17 @@ class DeliveryError(Exception):
 
 def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # smtplib turns a socket timeout while reading a reply into SMTPServerDisconnected;
+    # the timeout survives as the exception's context.
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -167,6 +180,11 @@ def _connect(settings: SmtpSettings, context: ssl.SSLContext | None) -> smtplib.
             kind="connect",
         ) from exc
     except smtplib.SMTPServerDisconnected as exc:
+        if _timed_out(exc):
+            raise DeliveryError(
+                f"SMTP timeout after {settings.timeout:g}s waiting for {where} to greet",
+                kind="timeout",
+            ) from exc
         raise DeliveryError(
             f"SMTP server {where} closed the connection before greeting", kind="connect"
         ) from exc
@@ -236,7 +254,8 @@ def send_email(message: EmailMessage, settings: SmtpSettings) -> None:
                 kind="data",
             ) from exc
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            # The bytes may have reached the server; only its reply was lost.
+            # A timeout or a broken connection here: the bytes may have reached the
+            # server; only its reply was lost.
             raise DeliveryError(
                 f"SMTP connection to {where} lost while sending the message "
                 f"(it may have been delivered): {exc}",
@@ -267,7 +286,11 @@ def send_email(message: EmailMessage, settings: SmtpSettings) -> None:
         raise DeliveryError(
             f"SMTP {step} failed at {where}: {_reply(exc.smtp_code, exc.smtp_error)}", kind=step
         ) from exc
-    except TimeoutError as exc:
+    except (TimeoutError, smtplib.SMTPServerDisconnected) as exc:
+        if not _timed_out(exc):
+            raise DeliveryError(
+                f"SMTP server {where} closed the connection during {step}", kind=step
+            ) from exc
         raise DeliveryError(
             f"SMTP timeout after {settings.timeout:g}s at {where} during {step}", kind="timeout"
         ) from exc
