@@ -206,6 +206,9 @@ def _handler_for(resources: dict[str, _Resource]) -> Callable[..., BaseHTTPReque
     class Handler(BaseHTTPRequestHandler):
         server_version = "newswatch-demo"
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes; with Nagle's algorithm and delayed
+        # ACKs each keep-alive response would stall for ~40 ms.
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             self._respond(with_body=True)
