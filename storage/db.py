@@ -189,8 +189,7 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
             from storage.migrations import upgrade_to_head
 
             upgrade_to_head(engine)
-        else:
-            _probe(engine)
+        _probe_writable(engine)
     except DatabaseError:
         engine.dispose()
         raise
@@ -200,7 +199,22 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
     return db
 
 
-def _probe(engine: Engine) -> None:
-    """Fail now, with a clear message, if the database cannot be written."""
+def _probe_writable(engine: Engine) -> None:
+    """Fail now, with a clear message, if the database can be read but not written.
+
+    A poll must not discover this after fetching every feed. The probe is a write
+    that changes nothing (SQLite) or the server's own read-only flag (PostgreSQL).
+    """
     with engine.begin() as conn:
-        conn.execute(text("SELECT 1"))
+        if engine.dialect.name == "sqlite":
+            has_version = conn.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'"
+            ).scalar()
+            if has_version:
+                conn.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+            else:  # not migrated (migrate=False): a no-op write all the same
+                conn.exec_driver_sql("PRAGMA user_version = 0")
+        elif conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on":
+            raise DatabaseError(
+                f"cannot use database {_display_url(engine.url)}: it is read-only"
+            )
