@@ -12,6 +12,7 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
+from w3lib.url import url_query_cleaner
 
 from newswatch.demo_server import DemoServer, demo_feed_files, feed_dates, shift_dates
 
@@ -232,3 +233,27 @@ def test_naive_now_is_refused() -> None:
 def test_feeds_outside_the_with_block_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="not running"):
         _ = DemoServer(now=NOW).feeds
+
+
+def test_demo_feeds_carry_markup_for_the_sanitiser_to_remove() -> None:
+    raw = b"".join(p.read_bytes() for p in demo_feed_files())
+    for bait in (b"<script>", b"onclick=", b"javascript:"):
+        assert bait in raw
+
+
+def test_one_story_is_in_two_feeds_under_tracking_variants_of_one_url() -> None:
+    links: dict[str, set[str]] = {}
+    for path in XML_FEEDS:
+        for entry in feedparser.parse(path.read_bytes()).entries:
+            links.setdefault(entry.link, set()).add(path.name)
+    for path in JSON_FEEDS:
+        for item in json.loads(path.read_bytes())["items"]:
+            links.setdefault(item["url"], set()).add(path.name)
+    by_bare_url: dict[str, set[str]] = {}
+    for link, files in links.items():
+        bare = url_query_cleaner(link, ("utm_source", "utm_medium", "fbclid"), remove=True)
+        by_bare_url.setdefault(bare, set()).update(files)
+    shared = {url for url, files in by_bare_url.items() if len(files) > 1}
+    assert shared == {
+        "https://english.enabbaladi.example/2026/11/turkish-military-teams-survey-syrias-t4-air-base/"
+    }
