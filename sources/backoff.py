@@ -42,7 +42,7 @@ def next_poll_at(
     if isinstance(error, RateLimited) and error.retry_after is not None:
         return max(error.retry_after, now + interval)
     doublings = min(max(consecutive_failures, 1), _MAX_DOUBLINGS)
-    ceiling = max(min(interval * 2**doublings, max_backoff), interval)
+    ceiling = max(min(interval * (1 << doublings), max_backoff), interval)
     floor = max(ceiling / 2, interval)
     delay = floor + (ceiling - floor) * rng.random()
     return now + delay

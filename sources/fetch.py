@@ -37,7 +37,7 @@ import http
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -142,7 +142,7 @@ async def fetch_feeds(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     guard: NetGuard | None = None,
-) -> AsyncIterator[FetchResult]:
+) -> AsyncGenerator[FetchResult, None]:
     """Fetch every request, yielding results as they complete (not in request order).
 
     `transport` and `guard` are seams: by default an aiohttp-backed transport sized
