@@ -43,6 +43,13 @@ def strip_controls(s: str) -> str:
     return _CONTROL.sub("", s)
 
 
+def clean_line(s: str | None) -> str:
+    """`s` as one line: controls stripped, whitespace collapsed; no HTML processing."""
+    if not s:
+        return ""
+    return _WHITESPACE.sub(" ", strip_controls(s)).strip()
+
+
 def clean_text(s: str | None) -> str:
     """`s` as one line of plain text: tags removed, entities decoded, whitespace collapsed."""
     if not s:

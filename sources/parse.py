@@ -179,7 +179,11 @@ def _to_parsed_feed(result: feedparser.FeedParserDict, url: str) -> ParsedFeed:
         if result.get("bozo"):
             raise Unparsable(f"no feed could be read ({'; '.join(warnings)})")
         raise NotAFeed("an XML document that is neither RSS nor Atom")
-    language = _str(feed.get("language")) or _str(result.get("headers", {}).get("content-language"))
+    language = (
+        _str(feed.get("language"))
+        or _str(result.get("headers", {}).get("content-language"))
+        or None
+    )
     entries = [_entry(e, url, language) for e in raw_entries]
     return ParsedFeed(
         format=version or "unknown",
@@ -221,7 +225,7 @@ def _entry(e: dict[str, Any], url: str, feed_language: str | None) -> Entry:
         # Atom feeds often carry only <updated>: it is the best publication date they give
         published=published or updated,
         updated=updated,
-        language=_str(title_detail.get("language")) or feed_language,
+        language=_str(title_detail.get("language")) or feed_language or None,
         tags=tuple(tags),
     )
 
