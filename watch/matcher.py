@@ -28,7 +28,6 @@ the original text (not the normal form) around the densest cluster of hits, with
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -119,44 +118,33 @@ _Hit = tuple[int, int, int]
 
 
 class _Doc:
-    """What one article's automaton pass found; positions are worked out on demand."""
+    """What one article's automaton pass found; positions are worked out on demand.
 
-    __slots__ = ("_starts", "hay", "hits", "in_title", "title_end")
+    `hay` is " title words \x01 text words " with single spaces, so the word index
+    of a hit is the number of spaces before it.
+    """
+
+    __slots__ = ("hay", "hits", "in_title", "title_end")
 
     def __init__(self, hay: str, title_end: int, hits: dict[int, list[int]]) -> None:
         self.hay = hay
         self.title_end = title_end
         self.hits = hits  # key id -> char offsets of the space before each hit
         self.in_title = {k for k, offsets in hits.items() if offsets[0] < title_end}
-        self._starts: list[int] | None = None
-
-    def word_starts(self) -> list[int]:
-        if self._starts is None:
-            starts: list[int] = []
-            hay = self.hay
-            i = hay.find(" ")
-            # Word starts are the non-space characters after a space.
-            while i >= 0:
-                j = i + 1
-                if j < len(hay) and hay[j] != " ":
-                    starts.append(j)
-                i = hay.find(" ", j)
-            self._starts = starts
-        return self._starts
 
     def leaf_hits(self, leaf: _Leaf) -> list[_Hit]:
-        starts = self.word_starts()
         found: list[_Hit] = []
+        count = self.hay.count
         for offset in self.hits.get(leaf.key, ()):
             field = 0 if offset < self.title_end else 1
             if leaf.title_only and field:
                 break
-            index = bisect_left(starts, offset + 1)
+            index = count(" ", 0, offset)
             found.append((field, index, index + leaf.width))
         return found
 
 
-_Eval = Callable[[_Doc], bool]
+_Eval = Callable[[dict[int, list[int]], set[int], "_Doc"], bool]
 
 
 def _near(left: Sequence[_Leaf], right: Sequence[_Leaf], distance: int, doc: _Doc) -> bool:
@@ -189,27 +177,40 @@ class _Compiler:
         return _Leaf(self.key(f" {node.prefix}"), title_only, 1, True, node.prefix + "*")
 
     def build(self, node: Query) -> _Eval:
+        """Compile `node` into one Python function of the article's hits.
+
+        The boolean tree becomes a single expression over key ids (`3 in H and not
+        7 in H`), which runs several times faster than a tree of closures. The source
+        holds only integers and fixed names, never query text, so no query can inject
+        code.
+        """
+        nears: list[tuple[tuple[_Leaf, ...], tuple[_Leaf, ...], int]] = []
+        source = f"lambda H, T, d: {self._expr(node, nears)}"
+        namespace = {"N": tuple(nears), "near": _near}
+        function: _Eval = eval(source, namespace)  # noqa: S307 - see docstring
+        return function
+
+    def _expr(
+        self, node: Query, nears: list[tuple[tuple[_Leaf, ...], tuple[_Leaf, ...], int]]
+    ) -> str:
         if isinstance(node, Term | Phrase | Prefix):
             leaf = self.leaf(node)
-            key = leaf.key
-            if leaf.title_only:
-                return lambda d: key in d.in_title
-            return lambda d: key in d.hits
-        if isinstance(node, And):
-            parts = tuple(self.build(c) for c in node.children)
-            return lambda d: all(p(d) for p in parts)
-        if isinstance(node, Or):
-            parts = tuple(self.build(c) for c in node.children)
-            return lambda d: any(p(d) for p in parts)
+            return f"({leaf.key} in {'T' if leaf.title_only else 'H'})"
+        if isinstance(node, And | Or):
+            joiner = " and " if isinstance(node, And) else " or "
+            return "(" + joiner.join(self._expr(c, nears) for c in node.children) + ")"
         if isinstance(node, Not):
-            inner = self.build(node.child)
-            return lambda d: not inner(d)
-        assert isinstance(node, Near)
-        lhs, rhs = self.build(node.left), self.build(node.right)
-        lleaves = tuple(self.leaf(x) for x in leaves(node.left))
-        rleaves = tuple(self.leaf(x) for x in leaves(node.right))
-        distance = node.distance
-        return lambda d: lhs(d) and rhs(d) and _near(lleaves, rleaves, distance, d)
+            return f"(not {self._expr(node.child, nears)})"
+        lhs, rhs = self._expr(node.left, nears), self._expr(node.right, nears)
+        nears.append(
+            (
+                tuple(self.leaf(x) for x in leaves(node.left)),
+                tuple(self.leaf(x) for x in leaves(node.right)),
+                node.distance,
+            )
+        )
+        i = len(nears) - 1
+        return f"({lhs} and {rhs} and near(N[{i}][0], N[{i}][1], N[{i}][2], d))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +265,11 @@ class Matcher:
         """Every topic `doc` matches (in topic order), with score, terms and snippet."""
         if self._automaton is None:
             return []
-        title = fold(doc.title)
-        hay = f" {title}{_FIELD_BREAK}{fold(doc.text)} "
+        title = fold(doc.title).split()
+        title.append("\x01")
+        title_end = sum(map(len, title)) + len(title) - 1
+        title.extend(fold(doc.text).split())
+        hay = " " + " ".join(title) + " "
         hits: dict[int, list[int]] = {}
         for end, (key, length) in self._automaton.iter(hay):
             offsets = hits.get(key)
@@ -279,11 +283,11 @@ class Matcher:
         candidates: set[int] = set()
         for key in hits:
             candidates.update(by_key[key])
-        state = _Doc(hay, len(title) + 1, hits)
+        state = _Doc(hay, title_end, hits)
         found: list[TopicMatch] = []
         for index in sorted(candidates):
             topic = self._topics[index]
-            if topic.test(state):
+            if topic.test(hits, state.in_title, state):
                 match = _explain(topic, doc, state)
                 if match.score >= topic.min_score:
                     found.append(match)
@@ -356,8 +360,7 @@ def _terms(per_leaf: Sequence[tuple[_Leaf, list[_Hit]]], state: _Doc) -> tuple[s
         for field, start, _ in hits:
             label = leaf.label
             if leaf.prefix:
-                offset = state.word_starts()[start]
-                label = state.hay[offset : state.hay.index(" ", offset)]
+                label = state.hay.split(" ", start + 2)[start + 1]
             if label not in first or (field, start) < first[label]:
                 first[label] = (field, start)
     return tuple(sorted(first, key=lambda label: (first[label], label)))
@@ -371,7 +374,7 @@ def _snippet(
     source = doc.text if field else doc.title
     spans = word_spans(source)
     # Hits count words over title, break marker and text; make them field-relative.
-    base = 0 if field == 0 else bisect_left(state.word_starts(), state.title_end) + 1
+    base = 0 if field == 0 else state.hay.count(" ", 0, state.title_end)
     marks: list[tuple[int, int, int]] = []  # (char start, char end, leaf number)
     for number, (_, hits) in enumerate(per_leaf):
         for f, start, end in hits:

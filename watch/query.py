@@ -528,7 +528,7 @@ def _evaluate(f: _Formula, env: Mapping[str, bool]) -> bool | _Formula:
         else:
             rest.append(value)
     if not rest:
-        return op == "and"
+        return bool(op == "and")
     return rest[0] if len(rest) == 1 else (op, tuple(rest))
 
 
