@@ -167,28 +167,33 @@ def _defuse_doctype(data: bytes, notes: list[str]) -> bytes:
     return data[: doctype.start()] + replacement + data[end.end() :]
 
 
+# FeedParserDict.get maps legacy key names on every call (most of the conversion time);
+# the canonical keys read here are stored as they are, so plain dict.get finds them.
+_get = dict.get
+
+
 def _to_parsed_feed(result: feedparser.FeedParserDict, url: str) -> ParsedFeed:
-    version = result.get("version") or ""
-    raw_entries = result.get("entries") or []
-    feed = result.get("feed") or {}
-    warnings: list[str] = list(result.get("newswatch_notes") or [])
-    if result.get("bozo"):
-        exc = result.get("bozo_exception")
+    version = _get(result, "version") or ""
+    raw_entries = _get(result, "entries") or []
+    feed = _get(result, "feed") or {}
+    warnings: list[str] = list(_get(result, "newswatch_notes") or [])
+    if _get(result, "bozo"):
+        exc = _get(result, "bozo_exception")
         warnings.insert(0, f"{type(exc).__name__}: {exc}" if exc else "ill-formed document")
     if not version and not raw_entries:
-        if result.get("bozo"):
+        if _get(result, "bozo"):
             raise Unparsable(f"no feed could be read ({'; '.join(warnings)})")
         raise NotAFeed("an XML document that is neither RSS nor Atom")
     language = (
-        _str(feed.get("language"))
-        or _str(result.get("headers", {}).get("content-language"))
+        _str(_get(feed, "language"))
+        or _str(_get(_get(result, "headers") or {}, "content-language"))
         or None
     )
     entries = [_entry(e, url, language) for e in raw_entries]
     return ParsedFeed(
         format=version or "unknown",
-        title=clean_text(_str(feed.get("title"))),
-        link=_str(feed.get("link")) or None,
+        title=clean_text(_str(_get(feed, "title"))),
+        link=_str(_get(feed, "link")) or None,
         language=language or None,
         entries=entries,
         warning="; ".join(warnings) or None,
@@ -196,36 +201,36 @@ def _to_parsed_feed(result: feedparser.FeedParserDict, url: str) -> ParsedFeed:
 
 
 def _entry(e: dict[str, Any], url: str, feed_language: str | None) -> Entry:
-    link = _str(e.get("link")) or None
+    link = _str(_get(e, "link")) or None
     base = link or url
-    summary = _html(e.get("summary"), e.get("summary_detail"), base)
+    summary = _html(_get(e, "summary"), _get(e, "summary_detail"), base)
     content = None
-    contents = e.get("content") or []
+    contents = _get(e, "content") or []
     if contents:
         # prefer the HTML rendition when a feed offers several
-        best = next((c for c in contents if "html" in (c.get("type") or "")), contents[0])
-        content = _html(best.get("value"), best, base) or None
+        best = next((c for c in contents if "html" in (_get(c, "type") or "")), contents[0])
+        content = _html(_get(best, "value"), best, base) or None
     if not summary and content:
         summary = content
     tags = []
-    for tag in e.get("tags") or []:
-        term = clean_text(_str(tag.get("label")) or _str(tag.get("term")))
+    for tag in _get(e, "tags") or []:
+        term = clean_text(_str(_get(tag, "label")) or _str(_get(tag, "term")))
         if term and term not in tags:
             tags.append(term)
-    published = parse_date(e.get("published_parsed")) or parse_date(e.get("created_parsed"))
-    updated = parse_date(e.get("updated_parsed"))
-    title_detail = e.get("title_detail") or {}
+    published = parse_date(_get(e, "published_parsed")) or parse_date(_get(e, "created_parsed"))
+    updated = parse_date(_get(e, "updated_parsed"))
+    title_detail = _get(e, "title_detail") or {}
     return Entry(
-        title=clean_text(_str(e.get("title"))),
+        title=clean_text(_str(_get(e, "title"))),
         link=link,
-        guid=clean_text(_str(e.get("id"))) or None,
+        guid=clean_text(_str(_get(e, "id"))) or None,
         summary=summary,
         content=content,
-        author=clean_text(_str(e.get("author"))) or None,
+        author=clean_text(_str(_get(e, "author"))) or None,
         # Atom feeds often carry only <updated>: it is the best publication date they give
         published=published or updated,
         updated=updated,
-        language=_str(title_detail.get("language")) or feed_language or None,
+        language=_str(_get(title_detail, "language")) or feed_language or None,
         tags=tuple(tags),
     )
 
