@@ -184,4 +184,7 @@ class Rss2email:
 
     def run(self, timeout: float = 1800.0) -> Measurement:
         cmd = [R2E, "-c", "r2e.cfg", "-d", "r2e.json", "run", "--no-send"]
-        return measure(cmd, env=clean_env(self.work), cwd=self.work, timeout=timeout)
+        # r2e takes a machine-wide lock in $XDG_RUNTIME_DIR (else /tmp/rss2email-UID):
+        # a private one keeps another r2e on the machine from stalling the measurement.
+        env = clean_env(self.work) | {"XDG_RUNTIME_DIR": str(self.work)}
+        return measure(cmd, env=env, cwd=self.work, timeout=timeout)

@@ -24,10 +24,12 @@ Prints a table and writes JSON to `bench/results/<UTC timestamp>.json`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,6 +76,7 @@ class Rep:
     tree_rss_mb: float
     server: dict[str, Any]
     primed: bool = False
+    loadavg_1min: float = 0.0  # at the start: the machine is shared, contention shows here
 
 
 @dataclass
@@ -154,14 +157,66 @@ class Server:
             self.proc.kill()
 
 
+class PrefectServer:
+    """A Prefect server for the newswatch runs, as a user's deployment has one.
+
+    Its own PREFECT_HOME (database, settings) under the work dir; `env` is what the
+    newswatch processes get so they report to it instead of starting a temporary one.
+    """
+
+    def __init__(self, work: Path, port: int, timeout: float = 120.0) -> None:
+        home = work / "prefect-home"
+        home.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+        cmd = [str(Path(sys.executable).with_name("prefect")), "server", "start"]
+        cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-ui"]
+        self.log = (work / "prefect-server.log").open("wb")
+        self.proc = subprocess.Popen(
+            cmd, cwd=work, env=dict(os.environ, **self.env), stdout=self.log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.env['PREFECT_API_URL']}/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"prefect server not healthy after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        # Its session: the server spawns service subprocesses of its own.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
 class Newswatch:
     """`newswatch poll` as a user runs it, on one database backend."""
 
     name = "newswatch"
 
     def __init__(
-        self, work: Path, urls: Sequence[str], backend: str, cmd: Sequence[str], timeout: float
+        self,
+        work: Path,
+        urls: Sequence[str],
+        backend: str,
+        cmd: Sequence[str],
+        timeout: float,
+        extra_env: dict[str, str],
     ) -> None:
+        self.extra_env = extra_env
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.backend = backend
@@ -189,7 +244,7 @@ class Newswatch:
 
     def run(self, scenario: str) -> Measurement:
         args = ["poll"] if scenario == "cold" else ["poll", "--all"]
-        env = dict(os.environ, NEWSWATCH_DATABASE_URL=self.db_url)
+        env = dict(os.environ, **self.extra_env, NEWSWATCH_DATABASE_URL=self.db_url)
         cmd = [*self.cmd, "--config", str(self.config), *args]
         return measure(cmd, env=env, cwd=self.work, timeout=self.timeout)
 
@@ -263,6 +318,7 @@ def run_tool(
             if scenario == "changed":
                 server.variant("mutated")
             server.stats()
+            load = os.getloadavg()[0]
             m = tool.run(scenario)
             stats = server.stats()
             primed = False
@@ -280,7 +336,7 @@ def run_tool(
                 return list(rows.values())
             if scenario in rows:
                 rows[scenario].reps.append(
-                    Rep(m.wall_s, m.cpu_s, m.peak_rss_mb, m.tree_rss_mb, stats, primed)
+                    Rep(m.wall_s, m.cpu_s, m.peak_rss_mb, m.tree_rss_mb, stats, primed, load)
                 )
                 if primed and "primed" not in rows[scenario].note:
                     rows[scenario].note = "primed: the first warm run after cold was not all 304"
@@ -290,6 +346,7 @@ def run_tool(
                 f"  {tool.name:9} {backend:10} N={n:<5} rep {rep + 1} {scenario:7} "
                 f"{m.wall_s:7.2f} s  cpu {m.cpu_s:6.2f} s  rss {m.peak_rss_mb:6.1f} MB  "
                 f"server {stats.get('200', 0)}×200 {stats.get('304', 0)}×304"
+                + f"  load {load:.1f}"
                 + ("  (after a priming run)" if primed else "")
             )
         server.variant("base")
@@ -332,6 +389,32 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The table as Markdown, for bench/README.md and notes."""
+    out = [
+        "| scenario | N | tool | backend | median s [min–max] | CPU s | peak RSS MB "
+        "| 200/304 | ×newsboat | ×rss2email |",
+        "|---|--:|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    order = {s: i for i, s in enumerate(SCENARIOS)}
+    for r in sorted(rows, key=lambda r: (r["n"], order[r["scenario"]], r["tool"], r["backend"])):
+        if "median_s" not in r:
+            out.append(
+                f"| {r['scenario']} | {r['n']} | {r['tool']} | {r['backend']} "
+                f"| {r['note']} | | | | | |"
+            )
+            continue
+        last = r["reps"][-1]["server"]
+        ratios = [f"{r[k]:.2f}" if k in r else "" for k in ("ratio_newsboat", "ratio_rss2email")]
+        out.append(
+            f"| {r['scenario']} | {r['n']} | {r['tool']} | {r['backend']} "
+            f"| {r['median_s']:.2f} [{r['min_s']:.2f}–{r['max_s']:.2f}] "
+            f"| {r['median_cpu_s']:.2f} | {r['peak_rss_mb']:.0f} "
+            f"| {last.get('200', 0)}/{last.get('304', 0)} | {ratios[0]} | {ratios[1]} |"
+        )
+    return "\n".join(out)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="newswatch vs newsboat and rss2email, same feeds")
     p.add_argument("--sizes", default="200,1000", help="feed counts, comma-separated")
@@ -347,6 +430,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=900.0, help="per run, seconds")
     p.add_argument("--newswatch-cmd", default="uv run newswatch", help="how to invoke newswatch")
+    p.add_argument(
+        "--prefect",
+        choices=("server", "none"),
+        default="server",
+        help="server: newswatch reports to a Prefect server the harness starts; "
+        "none: leave Prefect to newswatch (an ephemeral server per process, or "
+        "PREFECT_API_URL from the environment)",
+    )
+    p.add_argument("--prefect-port", type=int, default=18420)
+    p.add_argument("--report", type=Path, help="print a saved result as Markdown; run nothing")
     p.add_argument("--out", type=Path, default=BENCH / "results")
     args = p.parse_args(argv)
     if args.quick:
@@ -356,12 +449,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        print(markdown(json.loads(args.report.read_text())["rows"]))
+        return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     backends = [b for b in args.backends.split(",") if b]
     peers = [p for p in args.peers.split(",") if p]
     tools = set(args.tools.split(","))
     scenarios = [s for s in args.scenarios.split(",") if s]
     started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     work = BENCH / "work" / stamp
     notes: list[str] = []
@@ -374,7 +471,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     feeds = gen_feeds.generate(feed_dir, max(sizes), seed=args.seed, hosts=args.hosts)
     server = Server(feed_dir, args.hosts, args.port)
     results: list[Row] = []
+    prefect: PrefectServer | None = None
+    nw_env: dict[str, str] = {}
     try:
+        if "newswatch" in tools and args.prefect == "server":
+            log("starting a Prefect server ...")
+            try:
+                prefect = PrefectServer(work, args.prefect_port)
+                nw_env = prefect.env
+            except (RuntimeError, OSError) as exc:
+                notes.append(f"no Prefect server ({exc}): newswatch ran without one")
+                log(f"  {notes[-1]}")
         for n in sizes:
             urls = [server.url(f) for f in feeds[:n]]
             if "newswatch" in tools:
@@ -385,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         continue
                     nw = Newswatch(
                         work / f"newswatch-{backend}-{n}", urls, backend,
-                        shlex.split(args.newswatch_cmd), args.timeout,
+                        shlex.split(args.newswatch_cmd), args.timeout, nw_env,
                     )  # fmt: skip
                     try:
                         results += run_tool(nw, server, n, backend, args.reps, scenarios, log)
@@ -398,10 +505,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         results += [Row(s, n, name, "-", note=note) for s in scenarios]
                         continue
                     cls = Newsboat if name == "newsboat" else Rss2email
-                    peer = Peer(cls(work / f"{name}-{n}", urls), args.timeout)
+                    try:
+                        peer = Peer(cls(work / f"{name}-{n}", urls), args.timeout)
+                    except RuntimeError as exc:
+                        notes.append(str(exc))
+                        results += [Row(s, n, name, "-", note=f"skipped: {exc}") for s in scenarios]
+                        continue
                     results += run_tool(peer, server, n, "-", args.reps, scenarios, log)
     finally:
         server.stop()
+        if prefect is not None:
+            prefect.stop()
     rows = [r.summary() for r in results]
     add_ratios(rows)
     print()
@@ -440,12 +554,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             indent=1,
         )
     )
-    print(f"\nwritten {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    print(f"bench took {time.perf_counter() - t0:.0f} s")
+    print(f"written {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return 0
 
 
 if __name__ == "__main__":
-    t0 = time.perf_counter()
-    code = main()
-    print(f"bench took {time.perf_counter() - t0:.0f} s")
-    sys.exit(code)
+    sys.exit(main())
