@@ -46,7 +46,7 @@ def iter_articles(
             .join(Source, Source.id == Sighting.source_id)
             .where(Sighting.article_id.in_(ids))
             .order_by(Sighting.article_id, Sighting.first_seen_at, Source.name)
-        ).tuples():
+        ):
             sightings[article_id].append(ExportedSighting(name, url, first_seen, entry_url))
         matches: defaultdict[int, list[ExportedMatch]] = defaultdict(list)
         for article_id, topic, score, terms, matched_at in session.execute(
@@ -54,7 +54,7 @@ def iter_articles(
             .join(Topic, Topic.id == Match.topic_id)
             .where(Match.article_id.in_(ids))
             .order_by(Match.article_id, Topic.name)
-        ).tuples():
+        ):
             matches[article_id].append(ExportedMatch(topic, score, tuple(terms or ()), matched_at))
         for a in page:
             yield ExportedArticle(

@@ -71,9 +71,12 @@ def sync_sources(
     """
     now = now or datetime.now(UTC)
     names = [spec.name for spec in specs]
-    stored_urls = dict(
-        session.execute(select(Source.name, Source.url).where(Source.name.in_(names))).tuples()
-    )
+    stored_urls = {
+        name: url
+        for name, url in session.execute(
+            select(Source.name, Source.url).where(Source.name.in_(names))
+        )
+    }
     changed_names = [
         s.name for s in specs if s.name in stored_urls and stored_urls[s.name] != s.url
     ]
@@ -229,7 +232,7 @@ def due_sources(
             poll_interval_s=src.poll_interval_s or default_interval_s,
             consecutive_failures=state.consecutive_failures,
         )
-        for src, state in session.execute(stmt).tuples()
+        for src, state in session.execute(stmt)
     ]
 
 
@@ -305,7 +308,7 @@ def feed_health(session: Session, *, include_inactive: bool = False) -> list[Fee
     if not include_inactive:
         stmt = stmt.where(Source.active.is_(True))
     rows: list[FeedHealth] = []
-    for src, state, articles in session.execute(stmt).tuples():
+    for src, state, articles in session.execute(stmt):
         rows.append(
             FeedHealth(
                 name=src.name,

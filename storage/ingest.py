@@ -54,15 +54,15 @@ def store_articles(
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
         rows = [_article_row(unique[key], now) for key in chunk]
-        for article_id, key in session.execute(insert_articles, rows).tuples():
+        for article_id, key in session.execute(insert_articles, rows):
             new_ids.append(article_id)
             ids_by_key[key] = article_id
         missing = [key for key in chunk if key not in ids_by_key]
         if missing:
             found = session.execute(
                 select(_articles.c.key, _articles.c.id).where(_articles.c.key.in_(missing))
-            ).tuples()
-            ids_by_key.update(found)
+            )
+            ids_by_key.update((key, article_id) for key, article_id in found)
 
     sightings = sorted(
         (ids_by_key[key], unique[key].entry_url) for key in keys if key in ids_by_key
@@ -78,7 +78,7 @@ def store_articles(
             {
                 "article_id": article_id,
                 "source_id": source_id,
-                "entry_url": entry_url,
+                "entry_url": _text(entry_url),
                 "first_seen_at": now,
             }
             for article_id, entry_url in sightings[start : start + CHUNK]
@@ -92,18 +92,26 @@ def store_articles(
     )
 
 
+def _text(value: str | None) -> str | None:
+    # sources/ strips NUL already; PostgreSQL rejects it in text, so one stray NUL
+    # must not fail a whole batch here either.
+    if value is None or "\x00" not in value:
+        return value
+    return value.replace("\x00", "")
+
+
 def _article_row(record: ArticleRecord, now: datetime) -> dict[str, Any]:
     return {
         "key": record.key,
         "key_kind": record.key_kind,
-        "url": record.url,
-        "canonical_url": record.canonical_url,
-        "guid": record.guid,
-        "title": record.title,
-        "summary": record.summary,
-        "content": record.content,
-        "author": record.author,
-        "language": record.language,
+        "url": _text(record.url),
+        "canonical_url": _text(record.canonical_url),
+        "guid": _text(record.guid),
+        "title": _text(record.title) or "",
+        "summary": _text(record.summary) or "",
+        "content": _text(record.content),
+        "author": _text(record.author),
+        "language": _text(record.language),
         "published_at": record.published_at or now,
         "first_seen_at": now,
     }
