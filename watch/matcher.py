@@ -15,9 +15,12 @@ Score (deterministic; higher is better; `TopicSpec.min_score` filters on it):
 
     sum over the topic's distinct words that were hit of
         2.0 if hit in the title else 1.0, plus 0.1 per extra occurrence (up to 5)
-    + closeness: (k - 1) / (1 + spread / 5), best over title and text, where k is the
-      number of distinct words hit in that field and spread the number of other words
-      inside the smallest window holding one hit of each.
+    + closeness: (1 - 1/k) / (1 + spread / 5), best over title and text, where k is
+      the number of distinct words hit in that field and spread the number of other
+      words inside the smallest window holding one hit of each.
+
+So one more distinct word always outweighs closeness (which stays below 1), and a
+title hit outweighs the same hit in the text.
 
 A match explains itself: `terms` are the distinct matched words (the actual words for
 a wildcard), in order of first appearance, and `snippet` is about 200 characters of
@@ -36,7 +39,6 @@ import ahocorasick
 from watch.normalize import fold, word_spans
 from watch.query import (
     And,
-    Near,
     Not,
     Or,
     Phrase,
@@ -323,7 +325,7 @@ def _score(per_leaf: Sequence[tuple[_Leaf, list[_Hit]]]) -> float:
         if len(groups) >= 2:
             k = len(groups)
             spread = max(0, _smallest_window(groups) - k)
-            closeness = max(closeness, (k - 1) / (1 + spread / _SPREAD_SCALE))
+            closeness = max(closeness, (1 - 1 / k) / (1 + spread / _SPREAD_SCALE))
     return round(total + closeness, 4)
 
 
