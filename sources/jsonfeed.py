@@ -16,7 +16,7 @@ import re
 from typing import Any
 from urllib.parse import urljoin
 
-from sources.clean import clean_text, parse_date, sanitize_html
+from sources.clean import clean_line, clean_text, parse_date, sanitize_html
 from sources.errors import NotAFeed, Unparsable
 from sources.model import Entry, ParsedFeed
 
@@ -85,7 +85,7 @@ def _entry(
     summary = sanitize_html(html.escape(summary_text)) if summary_text else (content or "")
     item_id = item.get("id")
     # ids may be numbers in the wild; the spec says strings
-    guid = clean_text(str(item_id)) if isinstance(item_id, str | int | float) else None
+    guid = clean_line(str(item_id)) if isinstance(item_id, str | int | float) else None
     authors = _authors(item) or feed_authors
     raw_tags = item.get("tags")
     tags = (

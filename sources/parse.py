@@ -36,7 +36,7 @@ from urllib.parse import urljoin
 import feedparser
 import feedparser.mixin
 
-from sources.clean import clean_text, parse_date, sanitize_html
+from sources.clean import clean_line, clean_text, parse_date, sanitize_html
 from sources.errors import EmptyBody, NotAFeed, Unparsable
 from sources.jsonfeed import looks_like_json, parse_json_feed
 from sources.model import Entry, ParsedFeed
@@ -57,15 +57,16 @@ feedparser.mixin.make_safe_absolute_uri = functools.lru_cache(maxsize=4096)(
 )
 feedparser.mixin._urljoin = functools.lru_cache(maxsize=4096)(feedparser.mixin._urljoin)
 
-_FEED_TYPES = {
+# In order of preference. Plain application/json is left out: WordPress marks its REST
+# API with <link rel="alternate" type="application/json">.
+_FEED_TYPES = (
     "application/rss+xml",
     "application/atom+xml",
-    "application/rdf+xml",
     "application/feed+json",
-    "application/json",
+    "application/rdf+xml",
     "application/xml",
     "text/xml",
-}
+)
 
 
 def parse_feed(body: bytes, url: str, content_type: str | None = None) -> ParsedFeed:
@@ -81,9 +82,10 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
         return parse_json_feed(body, url)
     notes: list[str] = []
     data = _prepare(body, notes)
-    if notes and content_type and "charset" in content_type.lower():
-        # we transcoded: the declared charset no longer describes the bytes
-        content_type = content_type.split(";", 1)[0]
+    if _bomless_utf16(body):
+        # we transcoded: whatever charset was declared no longer describes the bytes
+        mime = (content_type or "").split(";", 1)[0].strip() or "application/xml"
+        content_type = f"{mime}; charset=utf-8"
     result = _feedparser(data, url, content_type, notes)
     if not result.get("version") and not result.get("entries") and _looks_like_html(body):
         raise NotAFeed("an HTML page, not a feed", find_feed_link(body, url))
@@ -223,7 +225,7 @@ def _entry(e: dict[str, Any], url: str, feed_language: str | None) -> Entry:
     return Entry(
         title=clean_text(_str(_get(e, "title"))),
         link=link,
-        guid=clean_text(_str(_get(e, "id"))) or None,
+        guid=clean_line(_str(_get(e, "id"))) or None,
         summary=summary,
         content=content,
         author=clean_text(_str(_get(e, "author"))) or None,
@@ -252,7 +254,7 @@ def _str(value: object) -> str:
 class _FeedLinkFinder(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.hrefs: list[str] = []
+        self.hrefs: list[tuple[int, str]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag != "link":
@@ -261,7 +263,7 @@ class _FeedLinkFinder(HTMLParser):
         rels = a.get("rel", "").lower().split()
         kind = a.get("type", "").split(";", 1)[0].strip().lower()
         if "alternate" in rels and kind in _FEED_TYPES and a.get("href", "").strip():
-            self.hrefs.append(a["href"].strip())
+            self.hrefs.append((_FEED_TYPES.index(kind), a["href"].strip()))
 
 
 def find_feed_link(page: bytes, url: str) -> str | None:
@@ -272,7 +274,7 @@ def find_feed_link(page: bytes, url: str) -> str | None:
         finder.close()
     except (AssertionError, ValueError):
         pass
-    for href in finder.hrefs:
+    for _, href in sorted(finder.hrefs, key=lambda pair: pair[0]):
         try:
             absolute = urljoin(url, href)
         except ValueError:

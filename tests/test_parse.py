@@ -378,3 +378,26 @@ def test_a_gzip_body_is_a_content_error(corpus_dir: Path) -> None:
 def test_an_empty_but_valid_feed_has_no_entries() -> None:
     feed = parse_feed(rss(""), URL)
     assert (feed.format, feed.title, feed.entries) == ("rss20", "World", [])
+
+
+def test_an_html_page_offers_its_rss_feed_before_other_alternates() -> None:
+    page = b"""<html><head>
+    <link rel="alternate" type="application/json" href="/wp-json/wp/v2/pages/2">
+    <link rel="alternate" type="application/atom+xml" href="/atom.xml">
+    <link rel="alternate" type="application/rss+xml" href="/rss.xml">
+    </head></html>"""
+    with pytest.raises(NotAFeed) as caught:
+        parse_feed(page, "https://news.example/")
+    assert caught.value.alternate_url == "https://news.example/rss.xml"
+
+
+def test_guids_are_kept_verbatim_not_read_as_html() -> None:
+    guid = "https://news.example/?id=1&amp;notice=2"
+    (entry,) = parse_feed(rss(item(title="t", guid=guid)), URL).entries
+    assert entry.guid == "https://news.example/?id=1&notice=2"
+
+
+def test_bomless_utf16_served_with_a_utf16_charset_is_read(corpus_dir: Path) -> None:
+    body = (corpus_dir / "simplepie-tests-data/feed-utf16le.xml").read_bytes()
+    feed = parse_feed(body, URL, "text/xml; charset=utf-16le")
+    assert [e.title for e in feed.entries] == ["Test feed title 1"]
