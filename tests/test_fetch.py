@@ -453,23 +453,28 @@ def test_one_failing_feed_never_stops_the_others(feed_server: FeedServer) -> Non
     assert all(results[i].status == "error" for i in range(len(good), len(requests)))
 
 
-def test_never_more_than_concurrency_requests_in_flight(feed_server: FeedServer) -> None:
+def test_never_more_than_concurrency_requests_in_flight(
+    feed_server: FeedServer, transport: httpx.AsyncBaseTransport | None
+) -> None:
     urls = [
         feed_server.route(f"/{i}.xml", body=SAMPLE_RSS, behaviour=Delay(0.2)) for i in range(20)
     ]
     options = FetchOptions(concurrency=4, per_host=100)
-    results = fetch_all([FetchRequest(i, url) for i, url in enumerate(urls)], options)
+    requests = [FetchRequest(i, url) for i, url in enumerate(urls)]
+    results = fetch_all(requests, options, transport=transport)
     assert all(r.status == "ok" for r in results.values())
     assert feed_server.max_in_flight == 4
 
 
-def test_never_more_than_per_host_requests_to_one_host(feed_server: FeedServer) -> None:
+def test_never_more_than_per_host_requests_to_one_host(
+    feed_server: FeedServer, transport: httpx.AsyncBaseTransport | None
+) -> None:
     requests = []
     for i in range(16):
         host = "localhost" if i % 2 else "127.0.0.1"
         url = feed_server.route(f"/{i}.xml", body=SAMPLE_RSS, behaviour=Delay(0.2), host=host)
         requests.append(FetchRequest(i, url))
-    results = fetch_all(requests, FetchOptions(concurrency=10, per_host=2))
+    results = fetch_all(requests, FetchOptions(concurrency=10, per_host=2), transport=transport)
     assert all(r.status == "ok" for r in results.values())
     assert feed_server.max_in_flight_by_host == {"127.0.0.1": 2, "localhost": 2}
 
