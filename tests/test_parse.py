@@ -11,6 +11,7 @@ import pytest
 
 from sources.errors import EmptyBody, NotAFeed, Unparsable
 from sources.parse import parse_feed
+from tests.fixtures.http import FeedServer
 
 URL = "https://news.example/feeds/world.xml"
 
@@ -223,6 +224,19 @@ def test_external_entities_on_their_own_lines_never_read_local_files(tmp_path: P
     prolog = f'\n<!DOCTYPE rss [\n<!ENTITY xxe SYSTEM "file://{secret}">\n]>\n'
     feed = parse_feed(rss(item(title="&xxe;", description="&xxe;"), prolog=prolog), URL)
     assert "TOP-SECRET-VALUE" not in repr(feed)
+
+
+@pytest.mark.parametrize("kind", ["general", "parameter", "dtd"])
+def test_external_http_entities_are_never_fetched(feed_server: FeedServer, kind: str) -> None:
+    secret = feed_server.route("/secret.ent", body=b"TOP-SECRET-VALUE", content_type="text/plain")
+    prolog = {
+        "general": f'\n<!DOCTYPE rss [\n<!ENTITY leak SYSTEM "{secret}">\n]>\n',
+        "parameter": f'\n<!DOCTYPE rss [\n<!ENTITY % ext SYSTEM "{secret}">\n%ext;\n]>\n',
+        "dtd": f'\n<!DOCTYPE rss SYSTEM "{secret}">\n',
+    }[kind]
+    feed = parse_feed(rss(item(title="&leak;"), prolog=prolog), URL)
+    assert "TOP-SECRET-VALUE" not in repr(feed)
+    assert feed_server.requests_to("/secret.ent") == []
 
 
 def test_parameter_entities_never_read_local_files(tmp_path: Path) -> None:
