@@ -28,7 +28,13 @@ from sources.errors import (
     TooLarge,
     Unparsable,
 )
-from sources.fetch import FetchOptions, FetchRequest, FetchResult, fetch_feeds
+from sources.fetch import (
+    FetchOptions,
+    FetchRequest,
+    FetchResult,
+    fetch_feeds,
+    parse_retry_after,
+)
 from sources.netguard import IPAddress, NetGuard
 from tests.fixtures.http import (
     SAMPLE_RSS,
@@ -335,6 +341,28 @@ def test_429_without_retry_after_is_rate_limited_with_no_time(feed_server: FeedS
     error = fetch(feed_server.route("/feed.xml", status=429)).error
     assert isinstance(error, RateLimited)
     assert error.retry_after is None
+
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("120", NOW + timedelta(seconds=120)),
+        (" 0 ", NOW),
+        ("Wed, 25 Nov 2026 13:00:00 GMT", NOW + timedelta(hours=1)),
+        ("Wed, 25 Nov 2026 11:00:00 GMT", NOW),  # in the past: now
+        ("soon", None),
+        ("-5", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_http_date(
+    header: str | None, expected: datetime | None
+) -> None:
+    assert parse_retry_after(header, NOW) == expected
 
 
 # -- redirects --
