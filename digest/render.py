@@ -25,10 +25,9 @@ consistently.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import datetime, tzinfo
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -53,28 +52,20 @@ _ELLIPSIS = "…"
 # Text hygiene
 
 
-def _is_breaking(ch: str) -> bool:
-    # Cc: C0/C1 controls (CR, LF, NUL, ESC, NEL...); Zl/Zp: U+2028/U+2029 line and
-    # paragraph separators, which some clients and parsers treat as line breaks.
-    return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
-
-
-_FLATTEN_TABLE: dict[int, str] = {
-    cp: " "
-    for cp in list(range(0x00, 0x20)) + list(range(0x7F, 0xA0)) + [0x2028, 0x2029]
-    if _is_breaking(chr(cp))
-}
+# C0 and C1 controls (CR, LF, NUL, ESC, NEL...) and U+2028/U+2029, the line and
+# paragraph separators some clients and parsers treat as line breaks.
+_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
 
 
 def flatten(text: str) -> str:
     """Replace every control or line-breaking character by a space (same length)."""
-    return text.translate(_FLATTEN_TABLE)
+    return _BREAKING.sub(" ", text)
 
 
 def one_line(text: str, limit: int = MAX_TITLE) -> str:
     """`text` as a single trimmed line with runs of whitespace collapsed, capped to `limit`."""
-    line = _SPACES.sub(" ", flatten(text)).strip()
+    line = " ".join(flatten(text).split())
     if len(line) > limit:
         line = line[: limit - 1].rstrip() + _ELLIPSIS
     return line
@@ -90,6 +81,7 @@ _SCHEMES = frozenset({"http", "https"})
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 
+@lru_cache(maxsize=8192)  # one digest shows each outlet's URL many times
 def safe_url(url: str | None) -> str | None:
     """`url` if it is an absolute http(s) URL with a host, percent-encoded; else None.
 
@@ -100,7 +92,7 @@ def safe_url(url: str | None) -> str | None:
     if not url:
         return None
     url = url.strip(" ")
-    if not url or len(url) > 8192 or any(_is_breaking(ch) for ch in url):
+    if not url or len(url) > 8192 or _BREAKING.search(url):
         return None
     try:
         parts = urlsplit(url)
@@ -112,6 +104,7 @@ def safe_url(url: str | None) -> str | None:
     return quote(url, safe=_URL_SAFE)
 
 
+@lru_cache(maxsize=8192)
 def markdown_url(url: str | None) -> str | None:
     """`safe_url` made safe as a Markdown inline link destination."""
     link = safe_url(url)
@@ -133,22 +126,29 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#|!~&$])")
 _MD_LINE_START = re.compile(r"^(\d{1,9})([.)])|^([-+=])")
 
 
+def _backslash(match: re.Match[str]) -> str:
+    # A function, not r"\\\1": template expansion is slower per match.
+    return "\\" + match.group()
+
+
 def markdown_escape(text: str, limit: int = MAX_TITLE) -> str:
     """`text` on one line with every Markdown control character backslash-escaped."""
-    escaped = _MD_SPECIAL.sub(r"\\\1", one_line(text, limit))
-    return _MD_LINE_START.sub(lambda m: _escape_line_start(m), escaped, count=1)
+    return _defuse_line_start(_MD_SPECIAL.sub(_backslash, one_line(text, limit)))
 
 
-def _escape_line_start(match: re.Match[str]) -> str:
+def _defuse_line_start(text: str) -> str:
+    match = _MD_LINE_START.match(text)
+    if match is None:
+        return text
     if match.group(3):
-        return "\\" + match.group(3)
-    return match.group(1) + "\\" + match.group(2)
+        return "\\" + text
+    return f"{match.group(1)}\\{text[match.end(1) :]}"
 
 
 def _markdown_inline(text: str) -> str:
     # Like markdown_escape but without trimming or the line-start rule: used for
     # pieces in the middle of a snippet.
-    return _MD_SPECIAL.sub(r"\\\1", _SPACES.sub(" ", flatten(text)))
+    return _MD_SPECIAL.sub(_backslash, _SPACES.sub(" ", flatten(text)))
 
 
 # ---------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def snippet_html(story: StoryView) -> Markup:
         f"<mark>{escape(piece)}</mark>" if marked else str(escape(piece))
         for piece, marked in _snippet_runs(story)
     ]
-    return sanitize_html(_SPACES.sub(" ", "".join(pieces)).strip())
+    return sanitize_html(" ".join("".join(pieces).split()))
 
 
 def snippet_markdown(story: StoryView) -> str:
@@ -238,19 +238,19 @@ def snippet_markdown(story: StoryView) -> str:
         lead = piece[: len(piece) - len(piece.lstrip())]
         trail = piece[len(piece.rstrip()) :]
         out.append(f"{_markdown_inline(lead)}**{_markdown_inline(core)}**{_markdown_inline(trail)}")
-    text = _SPACES.sub(" ", "".join(out)).strip()
-    return _MD_LINE_START.sub(lambda m: _escape_line_start(m), text, count=1)
+    return _defuse_line_start(" ".join("".join(out).split()))
 
 
 def snippet_text(story: StoryView) -> str:
     """The snippet as one plain line."""
-    return _SPACES.sub(" ", "".join(piece for piece, _ in _snippet_runs(story))).strip()
+    return " ".join("".join(piece for piece, _ in _snippet_runs(story)).split())
 
 
 # ---------------------------------------------------------------------------
 # Times
 
 
+@lru_cache(maxsize=4096)  # the three formats show the same times
 def local_time(value: datetime, zone: tzinfo) -> str:
     """`value` in `zone`, as "2026-11-25 07:00 +03" (locale-independent)."""
     local = value.astimezone(zone)
