@@ -148,7 +148,9 @@ async def fetch_feeds(
     """Fetch every request, yielding results as they complete (not in request order).
 
     `transport` and `guard` are seams: by default an aiohttp-backed transport sized
-    by `options`, and a guard using the system resolver.
+    by `options` (created and closed here), and a guard using the system resolver.
+    An injected transport is left open, so a caller may reuse its connections for
+    several batches; it then owns closing it.
     """
     guard = guard or NetGuard()
     own_transport = transport is None
@@ -184,9 +186,8 @@ async def fetch_feeds(
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-        await client.aclose()
         if own_transport:
-            await transport.aclose()
+            await client.aclose()  # closes the transport too
 
 
 @functools.cache

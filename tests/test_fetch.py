@@ -62,7 +62,10 @@ def fetch_all(
     requests: Sequence[FetchRequest], options: FetchOptions = FAST, **seams: Any
 ) -> dict[int, FetchResult]:
     async def run() -> dict[int, FetchResult]:
-        return {r.request.key: r async for r in fetch_feeds(requests, options, **seams)}
+        results = {r.request.key: r async for r in fetch_feeds(requests, options, **seams)}
+        if seams.get("transport") is not None:
+            await seams["transport"].aclose()  # injected: ours to close
+        return results
 
     return asyncio.run(run())
 
@@ -505,6 +508,20 @@ def test_never_more_than_per_host_requests_to_one_host(
     results = fetch_all(requests, FetchOptions(concurrency=10, per_host=2), transport=transport)
     assert all(r.status == "ok" for r in results.values())
     assert feed_server.max_in_flight_by_host == {"127.0.0.1": 2, "localhost": 2}
+
+
+def test_injected_transport_stays_open_for_the_next_batch(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed.xml", body=SAMPLE_RSS)
+
+    async def two_batches() -> list[str]:
+        async with httpx.AsyncHTTPTransport(verify=_TLS) as shared:
+            statuses: list[str] = []
+            for key in (1, 2):
+                async for result in fetch_feeds([FetchRequest(key, url)], FAST, transport=shared):
+                    statuses.append(result.status)
+            return statuses
+
+    assert asyncio.run(two_batches()) == ["ok", "ok"]
 
 
 def test_results_come_as_they_complete(feed_server: FeedServer) -> None:
