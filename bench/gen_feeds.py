@@ -372,8 +372,17 @@ def generate(
 
 
 def changed_indexes(n: int, fraction: float, seed: int) -> set[int]:
-    """Which feeds a mutation touches: a seeded sample, the same for every N prefix."""
-    return {i for i in range(n) if random.Random(seed * 104_729 + i).random() < fraction}
+    """Which feeds a mutation touches: exactly `fraction` of each block of 100.
+
+    A seeded sample per block, so the choice for the first 200 feeds is the same in
+    the 200- and the 1,000-feed sets, and changed feeds are spread over all hosts.
+    """
+    chosen: set[int] = set()
+    per_block = round(fraction * 100)
+    for start in range(0, n, 100):
+        block = random.Random(seed * 104_729 + start).sample(range(start, start + 100), per_block)
+        chosen.update(i for i in block if i < n)
+    return chosen
 
 
 def mutate(
