@@ -66,7 +66,7 @@ from sources.errors import (
     TooLarge,
     Unparsable,
 )
-from sources.netguard import NetGuard
+from sources.netguard import GuardedResolver, NetGuard
 
 
 def _version() -> str:
@@ -199,6 +199,7 @@ def _tls_context() -> ssl.SSLContext:
 def _aiohttp_transport(options: FetchOptions) -> httpx.AsyncBaseTransport:
     connector = aiohttp.TCPConnector(
         ssl=_tls_context(),
+        resolver=GuardedResolver(),
         limit=options.concurrency,
         limit_per_host=options.per_host,
         ttl_dns_cache=300,

@@ -21,12 +21,18 @@ HTTP client reports the DNS failure as a connection error.
 An operator-listed URL (`trusted=True`) may point at loopback or private addresses,
 and redirect within them: tests and intranet feeds need that.
 
+`GuardedResolver` repeats the link-local/metadata part at connect time for the
+default (aiohttp) transport: whatever a name resolved to during the check, the
+connection itself never goes to such an address.
+
 What it does not defend against:
 
-- DNS rebinding: the name is resolved here and again by the HTTP client when it
-  connects. A hostile DNS server that answers "public" to the first query and
-  "private" to the second gets through. Closing that needs the connection pinned to
-  the checked address, which the HTTP clients we use do not offer per request.
+- DNS rebinding into private space: the name is resolved here and again by the HTTP
+  client when it connects. A hostile DNS server that answers "public" to the first
+  query and "private" to the second gets an untrusted URL into the LAN or loopback
+  (not to link-local or metadata addresses, which `GuardedResolver` drops; with
+  another transport, not even that). Closing it needs the connection pinned to the
+  checked address, which the HTTP clients we use do not offer per request.
 - Proxies: newswatch does not use HTTP proxies (environment proxies are ignored);
   with one, the proxy would resolve names and this check would be moot.
 - Anything an allowed address serves: a public server can still answer with a huge,
@@ -45,6 +51,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from sources.errors import Refused
 
@@ -129,3 +138,31 @@ class NetGuard:
                 "allowed only for feed URLs listed by the operator and their private redirects"
             )
         return kinds == {"public"}
+
+
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that never hands out link-local or metadata addresses.
+
+    Applied at connect time, so a name that re-resolves between `NetGuard.check`
+    and the connection still cannot reach them. A name with only such addresses
+    fails to resolve (the fetch reports a connection failure).
+    """
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        allowed = [
+            r
+            for r in results
+            if address_kind(ipaddress.ip_address(r["host"].split("%", 1)[0])) != "forbidden"
+        ]
+        if not allowed:
+            raise OSError(f"{host} resolves only to link-local or metadata addresses: refused")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from sources.errors import Refused
-from sources.netguard import IPAddress, NetGuard, address_kind
+from sources.netguard import GuardedResolver, IPAddress, NetGuard, address_kind
 
 # Names resolve from this table only; nothing leaves the machine.
 HOSTS = {
@@ -16,6 +18,7 @@ HOSTS = {
     "intranet.example": ["10.1.2.3"],
     "mixed.example": ["93.184.216.34", "169.254.169.254"],
     "localhost": ["127.0.0.1"],
+    "rebound.example": ["169.254.169.254"],
 }
 
 
@@ -114,3 +117,32 @@ def test_system_resolver_resolves_localhost() -> None:
     guard = NetGuard()
     with pytest.raises(Refused):
         asyncio.run(guard.check("http://localhost/rss", allow_private=False))
+
+
+class TableAiohttpResolver(AbstractResolver):
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=a, port=port, family=socket.AF_INET, proto=0, flags=0)
+            for a in HOSTS[host]
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+def test_connect_time_resolver_drops_metadata_addresses() -> None:
+    resolver = GuardedResolver(TableAiohttpResolver())
+    results = asyncio.run(resolver.resolve("mixed.example", 80))
+    assert [r["host"] for r in results] == ["93.184.216.34"]
+
+
+def test_connect_time_resolver_fails_a_name_with_only_metadata_addresses() -> None:
+    with pytest.raises(OSError, match="link-local or metadata"):
+        asyncio.run(GuardedResolver(TableAiohttpResolver()).resolve("rebound.example", 80))
+
+
+def test_connect_time_resolver_keeps_private_addresses_for_trusted_feeds() -> None:
+    results = asyncio.run(GuardedResolver(TableAiohttpResolver()).resolve("localhost", 80))
+    assert [r["host"] for r in results] == ["127.0.0.1"]
