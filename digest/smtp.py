@@ -247,7 +247,11 @@ def send_email(message: EmailMessage, settings: SmtpSettings) -> None:
 
         step = "data"
         try:
-            client.data(payload)
+            # data() raises only when DATA itself is refused; the verdict on the
+            # message comes back as its return value.
+            code, text = client.data(payload)
+            if code != 250:
+                raise smtplib.SMTPDataError(code, text)
         except smtplib.SMTPDataError as exc:
             raise DeliveryError(
                 f"SMTP message rejected by {where}: {_reply(exc.smtp_code, exc.smtp_error)}",

@@ -208,6 +208,23 @@ def test_some_recipients_refused_is_partial_delivery(
     assert [m.rcpt_tos for m in server.messages] == [("a@example.org",)]
 
 
+def test_message_rejected_at_data_is_not_sent(smtp_server_factory: SmtpServerFactory) -> None:
+    server = smtp_server_factory(on_data="reject")
+    error = _fail(make_message(), server.settings())
+    assert (error.kind, error.outcome) == ("data", "not_sent")
+    assert "554" in str(error)
+
+
+def test_connection_lost_after_data_is_an_unknown_outcome(
+    smtp_server_factory: SmtpServerFactory,
+) -> None:
+    server = smtp_server_factory(on_data="drop")
+    error = _fail(make_message(), server.settings())
+    assert (error.kind, error.outcome) == ("data", "unknown")
+    assert "may have been delivered" in str(error)
+    assert len(server.messages) == 1  # it was, in fact
+
+
 def test_self_signed_certificate_is_not_trusted_by_default(
     smtp_server_factory: SmtpServerFactory,
 ) -> None:
