@@ -57,8 +57,8 @@ feedparser.mixin.make_safe_absolute_uri = functools.lru_cache(maxsize=4096)(
 )
 feedparser.mixin._urljoin = functools.lru_cache(maxsize=4096)(feedparser.mixin._urljoin)
 
-# In order of preference. Plain application/json is left out: WordPress marks its REST
-# API with <link rel="alternate" type="application/json">.
+# Plain application/json is left out: WordPress marks its REST API with
+# <link rel="alternate" type="application/json">.
 _FEED_TYPES = (
     "application/rss+xml",
     "application/atom+xml",
@@ -254,7 +254,7 @@ def _str(value: object) -> str:
 class _FeedLinkFinder(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.hrefs: list[tuple[int, str]] = []
+        self.hrefs: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag != "link":
@@ -263,7 +263,7 @@ class _FeedLinkFinder(HTMLParser):
         rels = a.get("rel", "").lower().split()
         kind = a.get("type", "").split(";", 1)[0].strip().lower()
         if "alternate" in rels and kind in _FEED_TYPES and a.get("href", "").strip():
-            self.hrefs.append((_FEED_TYPES.index(kind), a["href"].strip()))
+            self.hrefs.append(a["href"].strip())
 
 
 def find_feed_link(page: bytes, url: str) -> str | None:
@@ -274,7 +274,7 @@ def find_feed_link(page: bytes, url: str) -> str | None:
         finder.close()
     except (AssertionError, ValueError):
         pass
-    for _, href in sorted(finder.hrefs, key=lambda pair: pair[0]):
+    for href in finder.hrefs:  # the page's first feed is its main one
         try:
             absolute = urljoin(url, href)
         except ValueError:

@@ -394,15 +394,16 @@ def test_an_empty_but_valid_feed_has_no_entries() -> None:
     assert (feed.format, feed.title, feed.entries) == ("rss20", "World", [])
 
 
-def test_an_html_page_offers_its_rss_feed_before_other_alternates() -> None:
+def test_an_html_page_offers_its_first_feed_and_skips_json_api_links() -> None:
     page = b"""<html><head>
     <link rel="alternate" type="application/json" href="/wp-json/wp/v2/pages/2">
+    <link rel="alternate" hreflang="de" href="/de/">
     <link rel="alternate" type="application/atom+xml" href="/atom.xml">
     <link rel="alternate" type="application/rss+xml" href="/rss.xml">
     </head></html>"""
     with pytest.raises(NotAFeed) as caught:
         parse_feed(page, "https://news.example/")
-    assert caught.value.alternate_url == "https://news.example/rss.xml"
+    assert caught.value.alternate_url == "https://news.example/atom.xml"
 
 
 def test_guids_are_kept_verbatim_not_read_as_html() -> None:
