@@ -267,11 +267,8 @@ class Matcher:
         """Every topic `doc` matches (in topic order), with score, terms and snippet."""
         if self._automaton is None:
             return []
-        title = fold(doc.title).split()
-        title.append("\x01")
-        title_end = sum(map(len, title)) + len(title) - 1
-        title.extend(fold(doc.text).split())
-        hay = " " + " ".join(title) + " "
+        hay = " " + " ".join(f"{fold(doc.title)} \x01 {fold(doc.text)}".split()) + " "
+        title_end = hay.index("\x01")
         hits: dict[int, list[int]] = {}
         for end, (key, length) in self._automaton.iter(hay):
             offsets = hits.get(key)

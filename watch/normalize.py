@@ -45,6 +45,16 @@ class _FoldTable(dict[int, str]):
 
 
 _FOLD = _FoldTable()
+_CHUNKS: dict[str, str] = {}
+_CHUNK_CACHE_SIZE = 100_000
+
+
+def _fold_chunk(chunk: str) -> str:
+    folded = chunk.translate(_FOLD)
+    _CHUNKS[chunk] = folded
+    return folded
+
+
 # ASCII folds one-to-one; a bytes table is the fastest translate CPython has.
 _ASCII_FOLD = bytes.maketrans(
     bytes(range(128)),
@@ -53,15 +63,22 @@ _ASCII_FOLD = bytes.maketrans(
 
 
 def fold(text: str) -> str:
-    """`text` in matching form with every non-word character replaced by a space.
+    """`text` in matching form, non-word characters turned into spaces.
 
     The words of `fold(text)` (its runs of non-space characters) are `words(text)`
     for all practical text; unlike `normalize`, folding works character by character,
-    which is what lets `fold_with_offsets` point back into the original text.
+    which is what lets `fold_with_offsets` point back into the original text. Only
+    the words are promised, not the spacing between them.
     """
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
-    return text.translate(_FOLD)
+    # Character-by-character translation through a Python mapping is slow; news
+    # vocabularies repeat, so fold whole whitespace-separated chunks through a cache.
+    cache = _CHUNKS
+    if len(cache) > _CHUNK_CACHE_SIZE:
+        cache.clear()
+    get = cache.get
+    return " ".join([get(chunk) or _fold_chunk(chunk) for chunk in text.split()])
 
 
 def fold_with_offsets(text: str) -> tuple[str, list[int]]:
