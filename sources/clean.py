@@ -64,6 +64,8 @@ def clean_text(s: str | None) -> str:
 
 
 _CLEANERS: dict[str | None, nh3.Cleaner] = {}
+# An href/src/data attribute whose value has no scheme: relative, or protocol-relative.
+_RELATIVE_URL = re.compile(r"""\b(?:href|src|data)\s*=\s*["']?\s*(?![a-zA-Z][a-zA-Z0-9+.-]*:)""", re.I)
 
 
 def _cleaner(base_url: str | None) -> nh3.Cleaner:
@@ -94,6 +96,9 @@ def sanitize_html(s: str | None, base_url: str | None = None) -> str:
     if not s:
         return ""
     s = strip_controls(s).replace("\r\n", "\n").replace("\r", "\n")
+    # A cleaner costs as much to build as one clean: build one per base only when needed.
+    if base_url and not _RELATIVE_URL.search(s):
+        base_url = None
     return _cleaner(base_url).clean(s).strip()
 
 
