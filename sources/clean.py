@@ -65,7 +65,9 @@ def clean_text(s: str | None) -> str:
 
 _CLEANERS: dict[str | None, nh3.Cleaner] = {}
 # An href/src/data attribute whose value has no scheme: relative, or protocol-relative.
-_RELATIVE_URL = re.compile(r"""\b(?:href|src|data)\s*=\s*["']?\s*(?![a-zA-Z][a-zA-Z0-9+.-]*:)""", re.I)
+_RELATIVE_URL = re.compile(
+    r"""\b(?:href|src|data)\s*=\s*["']?\s*(?![a-zA-Z][a-zA-Z0-9+.-]*:)""", re.IGNORECASE
+)
 
 
 def _cleaner(base_url: str | None) -> nh3.Cleaner:
