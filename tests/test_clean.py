@@ -192,3 +192,8 @@ def test_a_date_days_in_the_future_is_none() -> None:
 
 def test_a_date_from_1995_is_kept() -> None:
     assert parse_date("1995-06-01T00:00:00Z", NOW) == datetime(1995, 6, 1, tzinfo=UTC)
+
+
+def test_sanitize_gives_protocol_relative_links_the_base_scheme() -> None:
+    cleaned = sanitize_html('<img src="//cdn.e.org/p.png">', "https://e.org/a")
+    assert 'src="https://cdn.e.org/p.png"' in cleaned

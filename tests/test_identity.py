@@ -207,3 +207,18 @@ def test_identity_is_a_frozen_value() -> None:
     with pytest.raises(AttributeError):
         identity.key = "x"  # type: ignore[misc]
     assert isinstance(identity, ArticleIdentity)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        STORY + "?utm_source=x&b=2&a=1#frag",
+        "HTTP://Bücher.Example:80/ä ö?q=a b&fbclid=1",
+        "https://example.com/%7Euser/?x=%2F&y",
+        "https://[2001:db8::1]:8080/a?b",
+    ],
+)
+def test_canonical_form_is_stable_when_applied_twice(url: str) -> None:
+    once = canonical_url(url)
+    assert once is not None
+    assert canonical_url(once) == once

@@ -416,3 +416,10 @@ def test_bomless_utf16_served_with_a_utf16_charset_is_read(corpus_dir: Path) -> 
     body = (corpus_dir / "simplepie-tests-data/feed-utf16le.xml").read_bytes()
     feed = parse_feed(body, URL, "text/xml; charset=utf-16le")
     assert [e.title for e in feed.entries] == ["Test feed title 1"]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32"])
+def test_a_feed_with_a_byte_order_mark_is_read(codec: str) -> None:
+    body = rss(item(title="Türkiye 🇹🇷")).decode().replace('encoding="utf-8"', f'encoding="{codec}"')
+    (entry,) = parse_feed(body.encode(codec), URL).entries
+    assert entry.title == "Türkiye 🇹🇷"
