@@ -1,0 +1,47 @@
+# The two commands of the quick start are `make demo` and `make test`.
+# Both create the environment from uv.lock first (installing uv if it is missing).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := .tools/bin/uv
+endif
+RUN := $(UV) run --frozen
+
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+
+.PHONY: demo test lint format bench env clean
+
+env: .venv/.synced
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+demo: env
+	$(RUN) newswatch demo
+
+test: env lint
+	$(RUN) pytest
+
+lint: env
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+format: env
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+bench: env
+	$(UV) sync --frozen --group bench
+	$(RUN) --group bench python bench/run.py
+
+clean:
+	rm -rf .venv .tools demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,61 @@
+"""Deployments: the poll on an interval, each digest on its cron in its time zone.
+
+`newswatch serve` registers them with the Prefect server and runs them in this one
+process. The poll deployment never overlaps itself: concurrency limit 1 with
+CANCEL_NEW, so a poll still running when the next is due makes the new run cancel.
+`prefect.yaml` declares the same deployments for a process work pool.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron
+
+from flows.digest import digest_flow
+from flows.poll import poll_flow
+from newswatch.config import Config
+
+POLL_DEPLOYMENT = "poll"
+
+
+def digest_deployment_name(name: str) -> str:
+    return f"digest-{name}"
+
+
+def build_deployments(config: Config) -> list[RunnerDeployment]:
+    config_path = str(config.path)
+    deployments = [
+        poll_flow.to_deployment(
+            name=POLL_DEPLOYMENT,
+            interval=timedelta(minutes=config.poll.interval_minutes),
+            parameters={"config_path": config_path, "all_sources": False},
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
+            description="Poll every due feed, store new articles, match topics.",
+            tags=["newswatch"],
+        )
+    ]
+    for digest in config.digests:
+        deployments.append(
+            digest_flow.to_deployment(
+                name=digest_deployment_name(digest.name),
+                schedules=[Cron(digest.schedule, timezone=digest.timezone)],
+                parameters={"config_path": config_path, "name": digest.name},
+                concurrency_limit=ConcurrencyLimitConfig(
+                    limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+                ),
+                description=f"Deliver the {digest.name!r} digest.",
+                tags=["newswatch"],
+            )
+        )
+    return deployments
+
+
+def serve_deployments(config: Config) -> None:
+    """Register the deployments and run their schedules until interrupted."""
+    serve(*build_deployments(config))

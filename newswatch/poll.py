@@ -1,0 +1,293 @@
+"""One poll of a batch of feeds, end to end.
+
+The single place where the stages meet, for one feed at a time:
+fetch → classify → parse → identify → store (articles, sightings, feed state in one
+transaction) → match topics → cluster stories. The CLI, the Prefect flow and the tests
+all call `poll_sources`.
+
+A feed's articles and its new HTTP validators (ETag, Last-Modified) are committed in
+the same transaction: a poll killed at any point either stored both or neither, so the
+next poll fetches the feed again and its ON CONFLICT inserts duplicate nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from newswatch.config import Config
+from newswatch.processing import ArticleProcessor
+from sources.backoff import next_poll_at
+from sources.errors import ContentError, FeedError, RateLimited
+from sources.fetch import FetchOptions, FetchRequest, FetchResult, fetch_feeds
+from sources.identity import article_identity
+from sources.model import Entry
+from sources.parse import parse_feed
+from storage.db import Database
+from storage.feeds import record_outcomes
+from storage.ingest import store_articles
+from storage.records import ArticleRecord, DueSource, FeedOutcome
+
+# Feed-state updates of feeds without new content are written in groups: losing one
+# group to a crash only means those feeds are fetched again.
+_OUTCOME_FLUSH = 200
+
+# Who wants to hear about each finished feed (the CLI's progress bar). A context
+# variable, because a Prefect flow's tasks cannot take a callable as a parameter but do
+# inherit the caller's context.
+feed_listener: ContextVar[Callable[[FeedReport], None] | None] = ContextVar(
+    "feed_listener", default=None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedReport:
+    """What happened to one feed in one poll."""
+
+    source_id: int
+    name: str
+    url: str
+    status: str  # ok | unchanged | an error kind from sources.errors | skipped
+    new_articles: int = 0
+    duplicates: int = 0
+    http_status: int | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class PollReport:
+    """The summary a poll prints and publishes."""
+
+    started_at: datetime
+    finished_at: datetime | None = None
+    feeds: list[FeedReport] = field(default_factory=list)
+    new_article_ids: list[int] = field(default_factory=list)
+    new_matches: int = 0
+
+    @property
+    def ok(self) -> int:
+        return sum(1 for f in self.feeds if f.status == "ok")
+
+    @property
+    def unchanged(self) -> int:
+        return sum(1 for f in self.feeds if f.status == "unchanged")
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for f in self.feeds if f.status not in ("ok", "unchanged", "skipped"))
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for f in self.feeds if f.status == "skipped")
+
+    @property
+    def new_articles(self) -> int:
+        return sum(f.new_articles for f in self.feeds)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.feeds)
+
+    def merge(self, other: PollReport) -> None:
+        self.feeds.extend(other.feeds)
+        self.new_article_ids.extend(other.new_article_ids)
+        self.new_matches += other.new_matches
+        if other.finished_at and (not self.finished_at or other.finished_at > self.finished_at):
+            self.finished_at = other.finished_at
+
+
+def fetch_options(config: Config) -> FetchOptions:
+    poll = config.poll
+    options = FetchOptions(
+        concurrency=poll.concurrency,
+        per_host=poll.per_host,
+        connect_timeout=poll.connect_timeout,
+        read_timeout=poll.read_timeout,
+        total_timeout=poll.feed_timeout,
+        max_bytes=poll.max_feed_bytes,
+        max_redirects=poll.max_redirects,
+    )
+    if poll.user_agent:
+        from dataclasses import replace
+
+        options = replace(options, user_agent=poll.user_agent)
+    return options
+
+
+def entry_record(entry: Entry, feed_url: str) -> ArticleRecord:
+    identity = article_identity(entry, feed_url)
+    return ArticleRecord(
+        key=identity.key,
+        key_kind=identity.kind,
+        url=entry.link,
+        canonical_url=identity.canonical_url,
+        guid=entry.guid,
+        title=entry.title,
+        summary=entry.summary,
+        content=entry.content,
+        author=entry.author,
+        language=entry.language,
+        published_at=entry.published,
+        entry_url=entry.link,
+    )
+
+
+class _Poll:
+    """State of one `poll_sources` call."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        processor: ArticleProcessor,
+        now: datetime,
+        on_feed: Callable[[FeedReport], None] | None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.processor = processor
+        self.now = now
+        self.on_feed = on_feed
+        self.rng = random.Random()
+        self.report = PollReport(started_at=now)
+        self.pending: list[FeedOutcome] = []
+
+    def interval(self, source: DueSource) -> timedelta:
+        seconds = source.poll_interval_s or self.config.poll.interval_minutes * 60
+        return timedelta(seconds=seconds)
+
+    def outcome(
+        self,
+        source: DueSource,
+        result: FetchResult,
+        status: str,
+        error: FeedError | None,
+        new_items: int = 0,
+    ) -> FeedOutcome:
+        checked = datetime.now(UTC)
+        failures_hint = source.consecutive_failures + 1 if error else 0
+        return FeedOutcome(
+            source_id=source.id,
+            status=status,
+            http_status=result.http_status,
+            error=str(error) if error else None,
+            etag=result.etag if error is None else None,
+            last_modified=result.last_modified if error is None else None,
+            checked_at=checked,
+            next_poll_at=next_poll_at(
+                checked, self.interval(source), failures_hint, error, self.rng
+            ),
+            retry_after=error.retry_after if isinstance(error, RateLimited) else None,
+            gone=error is not None and error.kind == "gone",
+            permanent_redirect=result.permanent_redirect,
+            new_items=new_items,
+        )
+
+    def finish(self, feed: FeedReport) -> None:
+        self.report.feeds.append(feed)
+        if self.on_feed is not None:
+            self.on_feed(feed)
+
+    def flush(self) -> None:
+        if self.pending:
+            with self.db.session() as session:
+                record_outcomes(session, self.pending)
+            self.pending = []
+
+    def handle(self, source: DueSource, result: FetchResult) -> None:
+        base = FeedReport(source.id, source.name, source.url, "ok", http_status=result.http_status)
+        if result.status == "not_modified":
+            self.pending.append(self.outcome(source, result, "unchanged", None))
+            self.finish(_replace(base, status="unchanged"))
+        elif result.status == "error":
+            assert result.error is not None
+            self.pending.append(self.outcome(source, result, result.error.kind, result.error))
+            self.finish(_replace(base, status=result.error.kind, error=str(result.error)))
+        else:
+            self.store(source, result, base)
+        if len(self.pending) >= _OUTCOME_FLUSH:
+            self.flush()
+
+    def store(self, source: DueSource, result: FetchResult, base: FeedReport) -> None:
+        assert result.body is not None
+        try:
+            parsed = parse_feed(result.body, result.final_url, result.content_type)
+        except ContentError as err:
+            self.pending.append(self.outcome(source, result, err.kind, err))
+            self.finish(_replace(base, status=err.kind, error=str(err)))
+            return
+        records = [entry_record(entry, result.final_url) for entry in parsed.entries]
+        with self.db.session() as session:
+            stored = store_articles(session, source.id, records, self.now)
+            matches = self.processor.process(session, stored.new_article_ids, self.now)
+            record_outcomes(
+                session, [self.outcome(source, result, "ok", None, len(stored.new_article_ids))]
+            )
+        self.report.new_article_ids.extend(stored.new_article_ids)
+        self.report.new_matches += matches
+        self.finish(
+            _replace(
+                base,
+                new_articles=len(stored.new_article_ids),
+                duplicates=stored.duplicates,
+                error=parsed.warning and f"recovered from: {parsed.warning}",
+            )
+        )
+
+
+def _replace(report: FeedReport, **changes: object) -> FeedReport:
+    from dataclasses import replace
+
+    return replace(report, **changes)  # type: ignore[arg-type]
+
+
+async def poll_sources(
+    db: Database,
+    config: Config,
+    due: Sequence[DueSource],
+    *,
+    processor: ArticleProcessor | None = None,
+    now: datetime | None = None,
+    on_feed: Callable[[FeedReport], None] | None = None,
+) -> PollReport:
+    """Fetch, parse and store every source in `due`; record each feed's outcome.
+
+    Never raises for one feed's failure. Feeds still in flight when the poll deadline
+    passes are reported as skipped and stay due for the next poll.
+    """
+    now = now or datetime.now(UTC)
+    if processor is None:
+        processor, _ = ArticleProcessor.prepare(db, config, now)
+    state = _Poll(db, config, processor, now, on_feed or feed_listener.get())
+    by_id = {source.id: source for source in due}
+    requests = [
+        FetchRequest(key=s.id, url=s.url, etag=s.etag, last_modified=s.last_modified) for s in due
+    ]
+    done: set[int] = set()
+    try:
+        async with asyncio.timeout(config.poll.deadline):
+            async for result in fetch_feeds(requests, fetch_options(config)):
+                source = by_id[result.request.key]
+                done.add(source.id)
+                state.handle(source, result)
+    except TimeoutError:
+        pass
+    finally:
+        state.flush()
+    for source in due:
+        if source.id not in done:
+            state.finish(
+                FeedReport(
+                    source.id,
+                    source.name,
+                    source.url,
+                    "skipped",
+                    error=f"poll deadline of {config.poll.deadline:g} s passed",
+                )
+            )
+    state.report.finished_at = datetime.now(UTC)
+    return state.report

@@ -1,0 +1,289 @@
+"""The operations behind each command, as plain functions over a loaded `Config`.
+
+The CLI calls these; so do the Prefect flows (through `poll_once` and `digest_once`)
+and the tests. They open the database named by the config (migrating it on first use)
+and keep one `Database` per URL per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from newswatch.config import Config
+from newswatch.poll import FeedReport, PollReport, poll_sources
+from newswatch.processing import ArticleProcessor, document
+from storage.db import Database, open_database
+from storage.records import DueSource, FeedHealth, SourceSpec
+
+_databases: dict[str, Database] = {}
+_databases_lock = threading.Lock()
+
+
+def database(config: Config) -> Database:
+    """The process-wide `Database` for the config's URL, migrated on first use."""
+    with _databases_lock:
+        db = _databases.get(config.database_url)
+        if db is None:
+            db = open_database(config.database_url)
+            _databases[config.database_url] = db
+        return db
+
+
+def close_databases() -> None:
+    with _databases_lock:
+        for db in _databases.values():
+            db.dispose()
+        _databases.clear()
+
+
+def source_specs(config: Config) -> list[SourceSpec]:
+    return [
+        SourceSpec(
+            name=s.name,
+            url=s.url,
+            tags=tuple(s.tags),
+            language=s.language,
+            poll_interval_s=int(s.poll_interval_minutes * 60) if s.poll_interval_minutes else None,
+        )
+        for s in config.sources
+    ]
+
+
+def plan_poll(config: Config, *, all_sources: bool, now: datetime) -> list[DueSource]:
+    """Sync the configured sources and return the ones to poll now."""
+    from storage.feeds import due_sources, sync_sources
+
+    with database(config).session() as session:
+        sync_sources(session, source_specs(config), origin="config")
+        return due_sources(
+            session,
+            now,
+            all_sources=all_sources,
+            default_interval_s=int(config.poll.interval_minutes * 60),
+        )
+
+
+def poll_batch(
+    config: Config,
+    due: Sequence[DueSource],
+    *,
+    now: datetime,
+    on_feed: Callable[[FeedReport], None] | None = None,
+) -> PollReport:
+    """Poll one batch of sources end to end (what each Prefect poll task runs)."""
+    db = database(config)
+    processor, _ = ArticleProcessor.prepare(db, config, now)
+    return asyncio.run(poll_sources(db, config, due, processor=processor, now=now, on_feed=on_feed))
+
+
+def poll_once(
+    config: Config,
+    *,
+    all_sources: bool = False,
+    on_feed: Callable[[FeedReport], None] | None = None,
+    now: datetime | None = None,
+) -> PollReport:
+    """One whole poll without Prefect."""
+    now = now or datetime.now(UTC)
+    due = plan_poll(config, all_sources=all_sources, now=now)
+    return poll_batch(config, due, now=now, on_feed=on_feed)
+
+
+def run_poll(
+    config: Config,
+    *,
+    all_sources: bool,
+    prefect: bool,
+    on_feed: Callable[[FeedReport], None] | None = None,
+) -> PollReport:
+    """The `poll` command: the Prefect flow, or the same work directly."""
+    if not prefect:
+        return poll_once(config, all_sources=all_sources, on_feed=on_feed)
+    from flows.poll import poll_flow
+    from newswatch.poll import feed_listener
+
+    token = feed_listener.set(on_feed)
+    try:
+        return poll_flow(config_path=str(config.path), all_sources=all_sources)
+    finally:
+        feed_listener.reset(token)
+
+
+def run_digest(
+    config: Config,
+    *,
+    name: str | None,
+    fmt: str | None,
+    output: str | None,
+    dry_run: bool,
+    prefect: bool,
+) -> Any:
+    """The `digest` command: the Prefect flow, or the same work directly."""
+    from digest.run import digest_once
+
+    if not prefect or dry_run:
+        return digest_once(
+            config, database(config), name=name, fmt=fmt, output=output, dry_run=dry_run
+        )
+    from flows.digest import digest_flow
+
+    return digest_flow(config_path=str(config.path), name=name, fmt=fmt, output=output)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRow:
+    name: str
+    url: str
+    last_status: str | None
+    last_error: str | None
+    consecutive_failures: int
+    last_checked_at: datetime | None
+    last_success_at: datetime | None
+    next_poll_at: datetime | None
+    gone: bool
+    articles: int
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat()
+        return data
+
+
+def feed_health(config: Config) -> list[HealthRow]:
+    from storage.feeds import feed_health as stored_health
+
+    with database(config).session() as session:
+        sync_sources_quietly(session, config)
+        rows: list[FeedHealth] = stored_health(session)
+    return [
+        HealthRow(
+            name=r.name,
+            url=r.url,
+            last_status=r.last_status,
+            last_error=r.last_error,
+            consecutive_failures=r.consecutive_failures,
+            last_checked_at=r.last_checked_at,
+            last_success_at=r.last_success_at,
+            next_poll_at=r.next_poll_at,
+            gone=r.gone,
+            articles=r.articles,
+        )
+        for r in rows
+    ]
+
+
+def sync_sources_quietly(session: Any, config: Config) -> None:
+    from storage.feeds import sync_sources
+
+    sync_sources(session, source_specs(config), origin="config")
+
+
+def export_articles(config: Config, write: Callable[[str], object]) -> int:
+    """Write every stored article as one JSON line; returns the count."""
+    from storage.export import iter_articles
+
+    count = 0
+    with database(config).session() as session:
+        for article in iter_articles(session):
+            write(json.dumps(article.as_json(), ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+@dataclass(frozen=True, slots=True)
+class QueryHit:
+    score: float
+    title: str
+    source: str
+    published: datetime
+    terms: tuple[str, ...]
+    snippet_marked: str
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryTestResult:
+    scanned: int
+    total: int
+    shown: list[QueryHit]
+
+
+def test_query(config: Config, query: str, *, days: float, limit: int) -> QueryTestResult:
+    """What `query` matches among articles first seen in the last `days` days."""
+    from storage.topics import article_urls, articles_since
+    from watch.matcher import Matcher, TopicSpec
+
+    matcher = Matcher.compile([TopicSpec("query", query)], config.aliases)
+    since = datetime.now(UTC) - timedelta(days=days)
+    scanned = 0
+    hits: list[tuple[float, int, Any, Any]] = []
+    with database(config).session() as session:
+        for article in articles_since(session, since):
+            scanned += 1
+            for match in matcher.match(document(article)):
+                hits.append((match.score, article.id, article, match))
+        hits.sort(key=lambda h: (-h[0], -h[1]))
+        urls = article_urls(session, [h[1] for h in hits[:limit]])
+    shown = [
+        QueryHit(
+            score=match.score,
+            title=article.title,
+            source=article.source,
+            published=article.published_at,
+            terms=match.terms,
+            snippet_marked=_marked(match.snippet, match.highlights),
+            url=urls.get(article.id),
+        )
+        for _, _, article, match in hits[:limit]
+    ]
+    return QueryTestResult(scanned=scanned, total=len(hits), shown=shown)
+
+
+def _marked(snippet: str, spans: Sequence[tuple[int, int]]) -> str:
+    out, last = [], 0
+    for start, end in sorted(spans):
+        out.append(snippet[last:start])
+        out.append(f"[{snippet[start:end]}]")
+        last = end
+    out.append(snippet[last:])
+    return "".join(out)
+
+
+def list_topics(config: Config, *, days: float) -> list[Any]:
+    from storage.topics import topic_summaries
+
+    now = datetime.now(UTC)
+    db = database(config)
+    ArticleProcessor.prepare(db, config, now)  # the configured topics, synced
+    with db.session() as session:
+        return topic_summaries(session, now - timedelta(days=days))
+
+
+def import_opml(config: Config, data: bytes) -> tuple[int, int]:
+    from sources.opml import read_opml
+    from storage.feeds import add_sources
+
+    feeds = read_opml(data)
+    specs = [SourceSpec(name=f.name, url=f.url, tags=tuple(f.tags)) for f in feeds]
+    with database(config).session() as session:
+        added = add_sources(session, specs, origin="opml")
+    return added, len(specs)
+
+
+def export_opml(config: Config) -> bytes:
+    from sources.opml import OpmlFeed, write_opml
+    from storage.feeds import all_sources
+
+    with database(config).session() as session:
+        sync_sources_quietly(session, config)
+        sources = all_sources(session)
+    feeds = [OpmlFeed(name=s.name, url=s.url, tags=tuple(s.tags)) for s in sources]
+    return write_opml(feeds, title="newswatch sources")
