@@ -8,6 +8,7 @@ Arabic tatweel removed. Words are maximal runs of letters and digits.
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 
@@ -45,6 +46,20 @@ class _FoldTable(dict[int, str]):
 
 
 _FOLD = _FoldTable()
+_FOLD_ERRORS = "newswatch.fold"
+
+
+def _fold_to_ascii(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    piece = err.object[err.start : err.end].translate(_FOLD)
+    if not piece.isascii():
+        raise err  # not Latin script: the caller folds the whole text another way
+    return piece, err.end
+
+
+codecs.register_error(_FOLD_ERRORS, _fold_to_ascii)
+
 _CHUNKS: dict[str, str] = {}
 _CHUNK_CACHE_SIZE = 100_000
 
@@ -72,6 +87,14 @@ def fold(text: str) -> str:
     """
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
+    try:
+        # Latin-script text (English with curly quotes, Turkish, French) usually folds
+        # to ASCII: the codec hands each non-ASCII run to `_fold_to_ascii`.
+        raw = text.encode("ascii", _FOLD_ERRORS)
+    except UnicodeEncodeError:
+        pass
+    else:
+        return raw.translate(_ASCII_FOLD).decode("ascii")
     # Character-by-character translation through a Python mapping is slow; news
     # vocabularies repeat, so fold whole whitespace-separated chunks through a cache.
     cache = _CHUNKS
