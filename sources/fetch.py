@@ -20,7 +20,9 @@ How each guarantee is kept:
 - Bodies are read raw and decoded here (gzip, deflate, br, stacked encodings, and a
   gzip body the server forgot to declare), in pieces of at most 64 KiB, counting
   against `max_bytes` after decompression: a decompression bomb stops at the cap with
-  `TooLarge` and memory stays near `max_bytes` per request.
+  `TooLarge` and memory stays near `max_bytes` per request. All bodies being read
+  share `max_bytes_in_flight`; a body that would pass it fails as a `TransientError`
+  (retried later), so 50 hostile feeds at once cannot take 50 × `max_bytes`.
 - Conditional GET: If-None-Match / If-Modified-Since from the request; 304 gives
   "not_modified".
 
@@ -64,6 +66,7 @@ from sources.errors import (
     RedirectError,
     ServerError,
     TooLarge,
+    TransientError,
     Unparsable,
 )
 from sources.netguard import GuardedResolver, NetGuard
@@ -98,6 +101,7 @@ class FetchOptions:
     read_timeout: float = 20
     total_timeout: float = 60  # per feed: every hop and the whole body
     max_bytes: int = 10 * 1024 * 1024  # after decompression
+    max_bytes_in_flight: int = 128 * 1024 * 1024  # all bodies being read at once
     max_redirects: int = 5
     user_agent: str = USER_AGENT
 
@@ -108,6 +112,8 @@ class FetchOptions:
             raise ValueError("timeouts must be positive")
         if self.max_bytes < 1 or self.max_redirects < 0:
             raise ValueError("max_bytes must be positive and max_redirects not negative")
+        if self.max_bytes_in_flight < self.max_bytes:
+            raise ValueError("max_bytes_in_flight must be at least max_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +159,7 @@ async def fetch_feeds(
     several batches; it then owns closing it.
     """
     guard = guard or NetGuard()
+    budget = _Budget(options.max_bytes_in_flight)
     own_transport = transport is None
     if transport is None:
         transport = _aiohttp_transport(options)
@@ -173,7 +180,7 @@ async def fetch_feeds(
                 if picked is None:
                     break
                 host, request = picked
-                task = asyncio.create_task(_fetch_one(client, request, options, guard))
+                task = asyncio.create_task(_fetch_one(client, request, options, guard, budget))
                 running[task] = host
             if not running:
                 break
@@ -251,6 +258,23 @@ class _Scheduler:
         self._active[host] -= 1
 
 
+class _Budget:
+    """Bytes of body being read by all fetches of one call (one event loop: no lock)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
 @dataclass(slots=True)
 class _Chain:
     """The hops of one fetch so far."""
@@ -263,7 +287,11 @@ class _Chain:
 
 
 async def _fetch_one(
-    client: httpx.AsyncClient, request: FetchRequest, options: FetchOptions, guard: NetGuard
+    client: httpx.AsyncClient,
+    request: FetchRequest,
+    options: FetchOptions,
+    guard: NetGuard,
+    budget: _Budget,
 ) -> FetchResult:
     started = time.monotonic()
     chain = _Chain(url=request.url)
@@ -271,7 +299,7 @@ async def _fetch_one(
     try:
         try:
             async with deadline:
-                return await _follow(client, request, options, guard, chain, started)
+                return await _follow(client, request, options, guard, budget, chain, started)
         except (TimeoutError, httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
             if deadline.expired():
                 raise FetchTimeout(
@@ -287,6 +315,9 @@ async def _fetch_one(
 
 
 def _error(request: FetchRequest, chain: _Chain, error: FeedError, started: float) -> FetchResult:
+    # The result may be kept for a while: a traceback would keep every frame alive,
+    # and with them a partly read body of up to `max_bytes`.
+    error.__traceback__ = error.__cause__ = error.__context__ = None
     return FetchResult(
         request=request,
         status="error",
@@ -307,6 +338,7 @@ async def _follow(
     request: FetchRequest,
     options: FetchOptions,
     guard: NetGuard,
+    budget: _Budget,
     chain: _Chain,
     started: float,
 ) -> FetchResult:
@@ -340,7 +372,7 @@ async def _follow(
                 result_status, body = "not_modified", None
             elif 200 <= status < 300:
                 result_status = "ok"
-                body = await _read_body(response, chain.url, options.max_bytes)
+                body = await _read_body(response, chain.url, options.max_bytes, budget)
             else:
                 raise _status_error(response, chain.url)
             redirected = len(chain.seen) > 1
@@ -450,7 +482,7 @@ def _reason(exc: BaseException) -> str:
     return text[:300]
 
 
-async def _read_body(response: httpx.Response, url: str, max_bytes: int) -> bytes:
+async def _read_body(response: httpx.Response, url: str, max_bytes: int, budget: _Budget) -> bytes:
     too_large = TooLarge(f"body larger than {_size(max_bytes)} (after decompression) from {url}")
     encodings = [
         token.strip().lower()
@@ -461,23 +493,38 @@ async def _read_body(response: httpx.Response, url: str, max_bytes: int) -> byte
     if not encodings and declared.isdigit() and int(declared) > max_bytes:
         raise too_large
     decoder = _Decoder(encodings, url)
-    body = bytearray()
-    received = 0
-    async for chunk in response.aiter_raw():
-        received += len(chunk)
-        if received > max_bytes:
+    # Pieces in a list, joined once: a growing bytearray would reallocate and copy.
+    pieces: list[bytes] = []
+    size = received = 0
+
+    def keep(piece: bytes) -> None:
+        nonlocal size
+        if size + len(piece) > max_bytes:
             raise too_large
-        for piece in decoder.feed(chunk):
-            body += piece
-            if len(body) > max_bytes:
+        if not budget.take(len(piece)):
+            raise TransientError(
+                f"body from {url} not read: the {_size(budget.limit)} for bodies in flight "
+                "is taken by other feeds"
+            )
+        pieces.append(piece)
+        size += len(piece)
+
+    try:
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > max_bytes:
                 raise too_large
-    for piece in decoder.flush():
-        body += piece
-        if len(body) > max_bytes:
-            raise too_large
-    if not body.strip():
+            for piece in decoder.feed(chunk):
+                keep(piece)
+        for piece in decoder.flush():
+            keep(piece)
+        body = b"".join(pieces)
+    finally:
+        budget.give(size)
+        pieces.clear()
+    if not body or body.isspace():
         raise EmptyBody(f"empty body from {url}")
-    return bytes(body)
+    return body
 
 
 def _size(n: int) -> str:

@@ -44,6 +44,7 @@ from tests.fixtures.http import (
     FeedServer,
     Hang,
     ResetMidBody,
+    Stall,
     html_with_feed_link,
 )
 
@@ -508,6 +509,17 @@ def test_never_more_than_per_host_requests_to_one_host(
     results = fetch_all(requests, FetchOptions(concurrency=10, per_host=2), transport=transport)
     assert all(r.status == "ok" for r in results.values())
     assert feed_server.max_in_flight_by_host == {"127.0.0.1": 2, "localhost": 2}
+
+
+def test_bodies_in_flight_share_one_memory_budget(feed_server: FeedServer) -> None:
+    # Each stalls with 700 KB read: both fit the 1 MiB cap, not the 1 MiB budget together.
+    body = b"x" * 900_000
+    urls = [feed_server.route(f"/{i}.xml", body=body, behaviour=Stall(700_000)) for i in (1, 2)]
+    options = FetchOptions(max_bytes=1024 * 1024, max_bytes_in_flight=1024 * 1024, read_timeout=0.5)
+    results = fetch_all([FetchRequest(i, url) for i, url in enumerate(urls)], options)
+    errors = sorted((type(r.error).__name__, str(r.error)) for r in results.values())
+    assert [kind for kind, _ in errors] == ["FetchTimeout", "TransientError"]
+    assert "1 MiB for bodies in flight is taken by other feeds" in errors[1][1]
 
 
 def test_injected_transport_stays_open_for_the_next_batch(feed_server: FeedServer) -> None:
