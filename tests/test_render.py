@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfoNotFoundError
 
 import jinja2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from digest.model import DigestView, OutletLink, StoryView, TopicSection
@@ -28,6 +30,7 @@ from digest.render import (
     environment,
     highlight_segments,
     markdown_escape,
+    one_line,
     render_html,
     render_markdown,
     render_text,
@@ -236,10 +239,12 @@ def test_hostile_html_shows_the_title_as_text() -> None:
     assert "Evil &lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=" in html
 
 
+COMMONMARK = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
 def _md_tokens(markdown: str) -> list[Any]:
-    md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
     flat: list[Any] = []
-    for token in md.parse(markdown):
+    for token in COMMONMARK.parse(markdown):
         flat.append(token)
         flat.extend(token.children or [])
     return flat
@@ -382,3 +387,27 @@ def test_view_totals_count_shown_and_more() -> None:
     view = sample_view()
     assert (view.total, view.is_empty) == (8, False)
     assert (empty_view().total, empty_view().is_empty) == (0, True)
+
+
+MARKDOWN_PIECES = st.sampled_from(
+    [
+        *("*", "**", "_", "__", "`", "[", "]", "(", ")", "<", ">", "#", "|", "!", "~~", "&"),
+        *("&amp;", "\\", "-", "+", "=", "1.", "2)", "---", "a", "word", " ", "  ", "\t"),
+        *("\r\n", "\x00", "http://example.com", "<b>", "</b>", "&#60;", "$x$", "{.c}"),
+        *("é", "ş", "שלום", "🇹🇷"),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(MARKDOWN_PIECES, st.text(max_size=3)), max_size=24).map("".join))
+def test_markdown_escape_always_reads_back_as_plain_text(text: str) -> None:
+    tokens = COMMONMARK.parse(markdown_escape(text))
+    expected = one_line(text)
+    if not expected:
+        assert tokens == []
+        return
+    assert [t.type for t in tokens] == ["paragraph_open", "inline", "paragraph_close"]
+    children = tokens[1].children or []
+    assert {c.type for c in children} <= {"text"}
+    assert "".join(c.content for c in children) == expected
