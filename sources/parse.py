@@ -44,7 +44,7 @@ from sources.model import Entry, ParsedFeed
 # Total characters internal entities may add to a document; a real feed needs a few dozen.
 ENTITY_EXPANSION_LIMIT = 100_000
 
-_XML_DECLARATION_AFTER_SPACE = re.compile(rb"(\xef\xbb\xbf)?[ \t\r\n]+(?=<\?xml)")
+_XML_DECLARATION_AFTER_SPACE = re.compile(rb"\A(\xef\xbb\xbf)?[ \t\r\n]+(?=<\?xml)")
 _XML_ENCODING = re.compile(rb"""(<\?xml[^>]*?encoding\s*=\s*["'])[^"']*""")
 _DOCTYPE = re.compile(rb"<!DOCTYPE\s+([^\s\[>]+)[^\[>]*", re.IGNORECASE)
 _SUBSET_END = re.compile(rb"\]\s*>")

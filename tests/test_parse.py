@@ -423,3 +423,10 @@ def test_a_feed_with_a_byte_order_mark_is_read(codec: str) -> None:
     body = rss(item(title="Türkiye 🇹🇷")).decode().replace('encoding="utf-8"', f'encoding="{codec}"')
     (entry,) = parse_feed(body.encode(codec), URL).entries
     assert entry.title == "Türkiye 🇹🇷"
+
+
+def test_only_leading_whitespace_is_removed_before_an_xml_declaration() -> None:
+    cdata = "<![CDATA[<pre>a\n    <?xml version='1.0'?>b</pre>]]>"
+    body = rss(item(title="t", description=cdata))
+    (entry,) = parse_feed(body, URL).entries
+    assert entry.summary.startswith("<pre>a\n    ")
