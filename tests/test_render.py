@@ -28,6 +28,7 @@ from digest.model import DigestView, OutletLink, StoryView, TopicSection
 from digest.render import (
     MAX_SUBJECT,
     environment,
+    flatten,
     highlight_segments,
     markdown_escape,
     one_line,
@@ -36,6 +37,7 @@ from digest.render import (
     render_text,
     safe_url,
     sanitize_html,
+    snippet_markdown,
     subject,
 )
 from tests.golden.sample import empty_view, sample_view
@@ -411,3 +413,26 @@ def test_markdown_escape_always_reads_back_as_plain_text(text: str) -> None:
     children = tokens[1].children or []
     assert {c.type for c in children} <= {"text"}
     assert "".join(c.content for c in children) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.one_of(MARKDOWN_PIECES, st.text(max_size=3)), max_size=24).map("".join),
+    st.lists(st.tuples(st.integers(-5, 90), st.integers(-5, 90)), max_size=4),
+)
+def test_highlighted_markdown_snippet_has_only_text_and_bold(
+    snippet: str, spans: list[tuple[int, int]]
+) -> None:
+    rendered = snippet_markdown(story(snippet=snippet, highlights=tuple(spans)))
+    flat = _md_tokens(rendered)
+    assert {t.type for t in flat} <= {
+        "paragraph_open",
+        "paragraph_close",
+        "inline",
+        "text",
+        "strong_open",
+        "strong_close",
+    }
+    # Bold markers next to punctuation may stay literal: compare without asterisks.
+    shown = "".join(t.content for t in flat if t.type == "text").replace("*", "")
+    assert shown == " ".join(flatten(snippet).split()).replace("*", "")
