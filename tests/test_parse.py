@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from sources.errors import EmptyBody, NotAFeed, Unparsable
+from sources.errors import ContentError, EmptyBody, NotAFeed, Unparsable
 from sources.parse import parse_feed
 from tests.fixtures.http import FeedServer
 
@@ -430,3 +433,28 @@ def test_only_leading_whitespace_is_removed_before_an_xml_declaration() -> None:
     body = rss(item(title="t", description=cdata))
     (entry,) = parse_feed(body, URL).entries
     assert entry.summary.startswith("<pre>a\n    ")
+
+
+_SAMPLE = rss(
+    item(title="A &amp; B", link="/a", description="&lt;p&gt;x&lt;/p&gt;", pubDate="garbage")
+    + item(title="C", guid="c")
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_raise_nothing_but_content_errors(body: bytes) -> None:
+    with contextlib.suppress(ContentError):
+        parse_feed(body, URL)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(_SAMPLE) - 1), st.binary(max_size=3)), max_size=8))
+def test_a_damaged_feed_raises_nothing_but_content_errors(
+    damage: list[tuple[int, bytes]],
+) -> None:
+    body = bytearray(_SAMPLE)
+    for position, replacement in damage:
+        body[position : position + len(replacement)] = replacement
+    with contextlib.suppress(ContentError):
+        parse_feed(bytes(body), URL)
