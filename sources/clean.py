@@ -5,9 +5,11 @@ Everything a feed says passes through here before it becomes an `Entry`:
 - `clean_text`: one line of plain text (titles, authors, tags). HTML tags are removed and
   entities decoded, so "<b>AT&amp;T</b>" becomes "AT&T"; every run of whitespace, CR and LF
   included, becomes one space, which also keeps "\\r\\nBcc:" out of an email header.
+- `clean_line`: the same without HTML processing, for text that is not HTML (GUIDs,
+  OPML names).
 - `sanitize_html`: summary and content HTML, through nh3 (the ammonia sanitizer): no
   script, style, iframe, event handler, `javascript:` URL or style attribute survives.
-- Both strip what PostgreSQL or UTF-8 cannot store or a reader should never see: NUL and
+- All three strip what PostgreSQL or UTF-8 cannot store or a reader should never see: NUL and
   the other C0/C1 control characters, lone surrogates, U+FFFE/U+FFFF. Format characters
   (ZWJ in emoji sequences, RTL/LTR marks) are kept, so right-to-left scripts and emoji
   round-trip exactly.
