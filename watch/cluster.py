@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import heapq
 import html
+import itertools
 import re
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +47,7 @@ from datetime import datetime, timedelta
 from watch.normalize import words
 
 __all__ = [
+    "DEFAULT_MIN_SHARED_KEYS",
     "DEFAULT_MIN_SHINGLES",
     "DEFAULT_SKETCH_SIZE",
     "DEFAULT_THRESHOLD",
@@ -65,14 +68,13 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.40
 DEFAULT_WINDOW = timedelta(hours=72)
 DEFAULT_MIN_SHINGLES = 6
-DEFAULT_SKETCH_SIZE = 12
+DEFAULT_SKETCH_SIZE = 16
+DEFAULT_MIN_SHARED_KEYS = 2
 
 _TAG = re.compile(r"<[^>]*>")
 # WordPress appends this to every excerpt; it would make syndicated copies differ.
 _WP_FOOTER = re.compile(r"The post .{0,500}? appeared first on .{0,200}$", re.DOTALL)
 _WORD = re.compile(r"\w+")
-_MASK64 = (1 << 64) - 1
-_MIX = 0x9E3779B97F4A7C15  # odd: multiplication is a bijection on 64-bit integers
 
 
 def _word_set(text: str) -> frozenset[str]:
@@ -85,6 +87,7 @@ _NUMBER_WORDS = _word_set(
     "eighty ninety hundred hundreds thousands dozen dozens"
 )
 _WEEKDAYS = _word_set("monday tuesday wednesday thursday friday saturday sunday")
+_MARKER_WORDS = _NUMBER_WORDS | _WEEKDAYS
 _STOPWORDS = _word_set(
     "a an the of in on at to for and or by with from as is was were be been has have had "
     "it its this that these those after over into up out but not are will would said says "
@@ -161,40 +164,48 @@ def _plain(summary: str) -> str:
     return summary
 
 
-_word_hashes: dict[str, int] = {}
+class _WordHashes(dict[str, int]):
+    """Stable word hashes (CRC-32), cached: looking one up is a C-level dict hit."""
+
+    def __missing__(self, word: str) -> int:
+        if len(self) > 500_000:  # bounded: vocabularies grow without end
+            self.clear()
+        h = self[word] = zlib.crc32(word.encode())
+        return h
 
 
-def _word_hash(word: str) -> int:
-    h = _word_hashes.get(word)
-    if h is None:
-        if len(_word_hashes) > 500_000:  # bounded: vocabularies grow without end
-            _word_hashes.clear()
-        h = _word_hashes[word] = zlib.crc32(word.encode())
-    return h
+_word_hashes = _WordHashes()
+# A bigram's hash is the hash of its pair of word hashes: tuples of ints hash the
+# same in every process (only str and bytes hashes are salted), on 64-bit CPython.
+_STOP_BIGRAMS = frozenset(
+    hash((_word_hashes[a], _word_hashes[b])) for a in _STOPWORDS for b in _STOPWORDS
+)
 
 
 def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_SIZE) -> Signature:
     """The signature of an article: bigram hashes, conflict markers, index keys."""
-    shingles: set[int] = set()
-    keyable: set[int] = set()
-    markers: set[str] = set()
-    for field_words in (_words(title), _words(_plain(summary))):
-        prev_word = ""
-        prev_hash = -1
-        for word in field_words:
-            h = _word_hash(word)
-            if word.isdigit():
-                markers.add(word.lstrip("0") or "0")
-            elif word in _NUMBER_WORDS or word in _WEEKDAYS:
-                markers.add(word)
-            if prev_hash >= 0:
-                shingle = (((prev_hash << 32) | h) * _MIX) & _MASK64
-                shingles.add(shingle)
-                if not (word in _STOPWORDS and prev_word in _STOPWORDS):
-                    keyable.add(shingle)
-            prev_word, prev_hash = word, h
-    keys = tuple(heapq.nsmallest(sketch_size, keyable))
-    return Signature(frozenset(shingles), frozenset(markers), keys)
+    title_words = _words(title)
+    summary_words = _words(_plain(summary))
+    lookup = _word_hashes.__getitem__
+    title_hashes = list(map(lookup, title_words))
+    summary_hashes = list(map(lookup, summary_words))
+    # Bigrams stay inside a field: the title's last word and the summary's first are
+    # not a phrase, and outlets that retitle a story would pay for it twice.
+    shingles = frozenset(
+        itertools.chain(
+            map(hash, itertools.pairwise(title_hashes)),
+            map(hash, itertools.pairwise(summary_hashes)),
+        )
+    )
+    vocabulary = {*title_words, *summary_words}
+    markers = frozenset(
+        (vocabulary & _MARKER_WORDS).union(
+            w.lstrip("0") or "0" for w in filter(str.isdigit, vocabulary)
+        )
+    )
+    # Stopword-only bigrams ("of the") would put most articles on one posting list.
+    keys = tuple(sorted(shingles - _STOP_BIGRAMS)[:sketch_size])
+    return Signature(shingles, markers, keys)
 
 
 def similarity(a: Signature, b: Signature) -> float:
@@ -216,12 +227,14 @@ def is_near_duplicate(
         return False
     if (a.markers - b.markers) and (b.markers - a.markers):
         return False
-    return similarity(a, b) >= threshold
+    inter = len(a.shingles & b.shingles)
+    # the same comparison as StoryClusterer's hot loop, so both agree to the last bit
+    return inter >= threshold * (len(a.shingles) + len(b.shingles) - inter)
 
 
 @dataclass(slots=True)
 class _Held:
-    published_at: datetime
+    at: float  # published_at as a POSIX timestamp: cheaper to compare
     signature: Signature
     story: int
 
@@ -247,6 +260,7 @@ class StoryClusterer:
         threshold: float = DEFAULT_THRESHOLD,
         min_shingles: int = DEFAULT_MIN_SHINGLES,
         sketch_size: int = DEFAULT_SKETCH_SIZE,
+        min_shared_keys: int = DEFAULT_MIN_SHARED_KEYS,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -256,6 +270,7 @@ class StoryClusterer:
         self.threshold = threshold
         self.min_shingles = min_shingles
         self.sketch_size = sketch_size
+        self.min_shared_keys = min_shared_keys
         self._held: dict[int, _Held] = {}
         self._postings: dict[int, list[int]] = {}
         self._stories: dict[int, _Story] = {}
@@ -359,29 +374,40 @@ class StoryClusterer:
         return fingerprint(candidate.title, candidate.summary, sketch_size=self.sketch_size)
 
     def _neighbour_stories(self, candidate: StoryCandidate, signature: Signature) -> set[int]:
-        seen: set[int] = set()
+        # is_near_duplicate inlined, cheapest tests first: this loop is the hot path.
         stories: set[int] = set()
+        shingles = signature.shingles
+        size = len(shingles)
+        if size < self.min_shingles:
+            return stories
+        markers = signature.markers
+        threshold = self.threshold
+        min_size = max(self.min_shingles, size * threshold)
+        max_size = size / threshold
+        window = self.window.total_seconds()
+        at = candidate.published_at.timestamp()
         held = self._held
-        for key in signature.keys:
-            posting = self._postings.get(key)
-            if posting is None:
+        postings = self._postings
+        lists = [postings[key] for key in signature.keys if key in postings]
+        shared = Counter(itertools.chain.from_iterable(lists))
+        min_shared = self.min_shared_keys
+        for other_id, count in shared.items():
+            if count < min_shared:
                 continue
-            for other_id in posting:
-                if other_id in seen:
-                    continue
-                seen.add(other_id)
-                other = held[other_id]
-                if other.story in stories:
-                    continue
-                if abs(other.published_at - candidate.published_at) > self.window:
-                    continue
-                if is_near_duplicate(
-                    signature,
-                    other.signature,
-                    threshold=self.threshold,
-                    min_shingles=self.min_shingles,
-                ):
-                    stories.add(other.story)
+            other = held[other_id]
+            if other.story in stories or abs(other.at - at) > window:
+                continue
+            other_shingles = other.signature.shingles
+            other_size = len(other_shingles)
+            # Jaccard >= t needs the smaller set to be at least t times the larger.
+            if not min_size <= other_size <= max_size:
+                continue
+            other_markers = other.signature.markers
+            if (markers - other_markers) and (other_markers - markers):
+                continue
+            inter = len(shingles & other_shingles)
+            if inter >= threshold * (size + other_size - inter):
+                stories.add(other.story)
         return stories
 
     def _join(self, candidate: StoryCandidate, keys: set[int]) -> tuple[_Story, tuple[int, ...]]:
@@ -417,7 +443,7 @@ class StoryClusterer:
 
     def _insert(self, candidate: StoryCandidate, signature: Signature, story: _Story) -> None:
         article_id = candidate.article_id
-        self._held[article_id] = _Held(candidate.published_at, signature, story.key)
+        self._held[article_id] = _Held(candidate.published_at.timestamp(), signature, story.key)
         story.members.add(article_id)
         for key in signature.keys:
             posting = self._postings.get(key)
