@@ -124,28 +124,35 @@ _Hit = tuple[int, int, int]
 class _Doc:
     """What one article's automaton pass found; positions are worked out on demand.
 
-    `hay` is " title words \x01 text words " with single spaces, so the word index
-    of a hit is the number of spaces before it.
+    The article is `hay[start:end]`, " title words \x01 text words \x02" with single
+    spaces, so the word index of a hit is the number of spaces before it; offsets
+    stay those of the whole batch's haystack.
     """
 
-    __slots__ = ("hay", "hits", "in_title", "title_end")
+    __slots__ = ("end", "hay", "hits", "in_title", "start", "title_end")
 
-    def __init__(self, hay: str, title_end: int, hits: dict[int, list[int]]) -> None:
+    def __init__(self, hay: str, start: int, end: int, hits: dict[int, list[int]]) -> None:
         self.hay = hay
-        self.title_end = title_end
+        self.start = start
+        self.end = end
+        title_end = self.title_end = hay.index("\x01", start)
         self.hits = hits  # key id -> char offsets of the space before each hit
         self.in_title = {k for k, offsets in hits.items() if offsets[0] < title_end}
 
     def leaf_hits(self, leaf: _Leaf) -> list[_Hit]:
         found: list[_Hit] = []
-        count = self.hay.count
+        count, start = self.hay.count, self.start
         for offset in self.hits.get(leaf.key, ()):
             field = 0 if offset < self.title_end else 1
             if leaf.title_only and field:
                 break
-            index = count(" ", 0, offset)
+            index = count(" ", start, offset)
             found.append((field, index, index + leaf.width))
         return found
+
+    def word(self, index: int) -> str:
+        """The normal-form word at word `index` of this article."""
+        return self.hay[self.start : self.end].split(" ", index + 2)[index + 1]
 
 
 _Eval = Callable[[dict[int, list[int]], set[int], "_Doc"], bool]
@@ -321,14 +328,11 @@ class Matcher:
     def _evaluate(
         self, doc: Document, hay: str, start: int, end: int, hits: dict[int, list[int]]
     ) -> Iterator[TopicMatch]:
-        # Re-base the document's hits on its own slice of the batch haystack.
-        doc_hay = hay[start:end]
-        hits = {key: [o - start for o in offsets] for key, offsets in hits.items()}
         by_key = self._by_key
         candidates: set[int] = set()
         for key in hits:
             candidates.update(by_key[key])
-        state = _Doc(doc_hay, doc_hay.index("\x01"), hits)
+        state = _Doc(hay, start, end, hits)
         for index in sorted(candidates):
             topic = self._topics[index]
             if topic.test(hits, state.in_title, state):
@@ -398,7 +402,7 @@ def _terms(per_leaf: Sequence[tuple[_Leaf, list[_Hit]]], state: _Doc) -> tuple[s
         for field, start, _ in hits:
             label = leaf.label
             if leaf.prefix:
-                label = state.hay.split(" ", start + 2)[start + 1]
+                label = state.word(start)
             if label not in first or (field, start) < first[label]:
                 first[label] = (field, start)
     return tuple(sorted(first, key=lambda label: (first[label], label)))
@@ -412,7 +416,7 @@ def _snippet(
     source = doc.text if field else doc.title
     spans = word_spans(source)
     # Hits count words over title, break marker and text; make them field-relative.
-    base = 0 if field == 0 else state.hay.count(" ", 0, state.title_end)
+    base = 0 if field == 0 else state.hay.count(" ", state.start, state.title_end)
     marks: list[tuple[int, int, int]] = []  # (char start, char end, leaf number)
     for number, (_, hits) in enumerate(per_leaf):
         for f, start, end in hits:

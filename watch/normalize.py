@@ -130,6 +130,23 @@ def word_spans(text: str) -> list[tuple[str, int, int]]:
     """
     if text.isascii():
         return [(m.group(), m.start(), m.end()) for m in _NON_SPACE.finditer(fold(text))]
+    spans: list[tuple[str, int, int]] = []
+    get = _CHUNKS.get
+    for chunk_match in _NON_SPACE.finditer(text):
+        chunk, base = chunk_match.group(), chunk_match.start()
+        folded = get(chunk) or _fold_chunk(chunk)
+        if len(folded) == len(chunk):
+            # Folded one character for one (the usual case, Arabic and Hebrew included):
+            # offsets carry over without walking the characters.
+            spans.extend(
+                (m.group(), base + m.start(), base + m.end()) for m in _NON_SPACE.finditer(folded)
+            )
+        else:
+            spans.extend((w, base + s, base + e) for w, s, e in _chunk_spans(chunk))
+    return spans
+
+
+def _chunk_spans(text: str) -> list[tuple[str, int, int]]:
     folded, origin = fold_with_offsets(text)
     spans: list[tuple[str, int, int]] = []
     for m in _NON_SPACE.finditer(folded):
