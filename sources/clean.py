@@ -31,6 +31,11 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\u
 _WHITESPACE = re.compile(r"\s+")
 _STRIP_ALL_TAGS = nh3.Cleaner(tags=set(), attributes={}, clean_content_tags={"script", "style"})
 
+# Longer input is cut before cleaning: a news item is a few thousand characters, and a
+# 20 MB entry would otherwise cost seconds of sanitizing and pass megabytes downstream.
+MAX_HTML_CHARS = 500_000
+MAX_TEXT_CHARS = 20_000
+
 # Dates before the first public web page are epoch-zero or parse bugs, not news.
 EARLIEST_DATE = datetime(1991, 1, 1, tzinfo=UTC)
 # Clocks and time zones are often a little wrong; beyond this a date is a lie.
@@ -53,10 +58,13 @@ def clean_line(s: str | None) -> str:
 
 
 def clean_text(s: str | None) -> str:
-    """`s` as one line of plain text: tags removed, entities decoded, whitespace collapsed."""
+    """`s` as one line of plain text: tags removed, entities decoded, whitespace collapsed.
+
+    Only the first `MAX_TEXT_CHARS` characters are read.
+    """
     if not s:
         return ""
-    s = strip_controls(s)
+    s = strip_controls(s[:MAX_TEXT_CHARS])
     if "<" in s or "&" in s:
         # nh3 parses like a browser (so "a < b" stays text) and escapes what it keeps;
         # unescaping afterwards decodes entities exactly once.
@@ -92,6 +100,8 @@ def _cleaner(base_url: str | None) -> nh3.Cleaner:
 def sanitize_html(s: str | None, base_url: str | None = None) -> str:
     """`s` as HTML that is safe to display; relative links resolved against `base_url`.
 
+    Input beyond `MAX_HTML_CHARS` is cut off first (an open tag at the cut is dropped).
+
     nh3's default allow-list: formatting, links, images, lists and tables stay; script,
     style, iframe, object, form, event handlers, `style` attributes and URLs with schemes
     other than http(s), mailto and a few more are removed; links get
@@ -99,7 +109,7 @@ def sanitize_html(s: str | None, base_url: str | None = None) -> str:
     """
     if not s:
         return ""
-    s = strip_controls(s).replace("\r\n", "\n").replace("\r", "\n")
+    s = strip_controls(s[:MAX_HTML_CHARS]).replace("\r\n", "\n").replace("\r", "\n")
     # A cleaner costs as much to build as one clean: build one per base only when needed.
     if base_url and not _RELATIVE_URL.search(s):
         base_url = None

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from sources.clean import clean_line, clean_text, parse_date, sanitize_html, strip_controls
+from sources.clean import (
+    MAX_HTML_CHARS,
+    MAX_TEXT_CHARS,
+    clean_line,
+    clean_text,
+    parse_date,
+    sanitize_html,
+    strip_controls,
+)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -197,3 +205,12 @@ def test_a_date_from_1995_is_kept() -> None:
 def test_sanitize_gives_protocol_relative_links_the_base_scheme() -> None:
     cleaned = sanitize_html('<img src="//cdn.e.org/p.png">', "https://e.org/a")
     assert 'src="https://cdn.e.org/p.png"' in cleaned
+
+
+def test_huge_html_is_cut_to_the_limit() -> None:
+    cleaned = sanitize_html("<p>" + "x" * (MAX_HTML_CHARS * 2) + "</p>")
+    assert MAX_HTML_CHARS - 10 < len(cleaned) <= MAX_HTML_CHARS + 10
+
+
+def test_huge_text_is_cut_to_the_limit() -> None:
+    assert len(clean_text("y" * (MAX_TEXT_CHARS * 3))) == MAX_TEXT_CHARS
