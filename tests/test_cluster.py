@@ -15,6 +15,8 @@ from watch.cluster import (
     StoryCandidate,
     StoryClusterer,
     _words,
+    fingerprint,
+    is_near_duplicate,
 )
 from watch.normalize import words
 
@@ -226,3 +228,14 @@ def test_labelled_pairs_default_threshold_recall_is_at_least_0_75(
     true_pos = sum(1 for same, merged in pair_predictions if same and merged)
     positives = sum(1 for same, _ in pair_predictions if same)
     assert true_pos / positives >= 0.75
+
+
+def test_candidate_index_finds_every_labelled_near_duplicate() -> None:
+    window = timedelta(hours=72)
+    for pair in load_pairs():
+        a, b = item(pair["a"], 1), item(pair["b"], 2)
+        edge = abs(a.published_at - b.published_at) <= window and is_near_duplicate(
+            fingerprint(a.title, a.summary), fingerprint(b.title, b.summary)
+        )
+        first, second = StoryClusterer(window=window).add([a, b])
+        assert (first.story_key == second.story_key) == edge, pair["id"]
