@@ -228,3 +228,9 @@ def test_canonical_form_ignores_order_grouping_and_case(a: str, b: str) -> None:
 def test_canonical_form_tells_different_queries_apart() -> None:
     assert canonical(parse_query("a NEAR/3 b")) != canonical(parse_query("a NEAR/4 b"))
     assert canonical(parse_query("title:a")) != canonical(parse_query("a"))
+
+
+def test_large_alias_queries_parse_quickly() -> None:
+    words = " OR ".join(f"w{i}" for i in range(200))
+    query = parse_query(f"({words}) ({words}) -({words.replace('w', 'x')})")
+    assert isinstance(query, And)

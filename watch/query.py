@@ -540,11 +540,23 @@ def _first_var(f: _Formula) -> str:
     return _first_var(arg if op == "not" else arg[0])
 
 
-def _satisfiable(f: _Formula) -> bool:
+_SAT_BUDGET = 20_000
+
+
+def _satisfiable(f: _Formula, budget: list[int] | None = None) -> bool:
+    """Whether some assignment makes `f` true; gives up (says yes) past a step budget.
+
+    Real queries settle in a few steps; the budget only keeps a pathological query
+    from stalling config loading, at the price of not flagging it as contradictory.
+    """
+    budget = [_SAT_BUDGET] if budget is None else budget
     if isinstance(f, bool):
         return f
+    budget[0] -= 1
+    if budget[0] < 0:
+        return True
     var = _first_var(f)
-    return any(_satisfiable(_evaluate(f, {var: value})) for value in (True, False))
+    return any(_satisfiable(_evaluate(f, {var: value}), budget) for value in (True, False))
 
 
 def _check_sensible(query: Query, fail: _Fail) -> None:
