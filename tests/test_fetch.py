@@ -38,10 +38,10 @@ from sources.fetch import (
 from sources.netguard import IPAddress, NetGuard
 from tests.fixtures.http import (
     SAMPLE_RSS,
-    Delay,
     Drip,
     Endless,
     FeedServer,
+    Gate,
     Hang,
     ResetMidBody,
     Stall,
@@ -488,12 +488,10 @@ def test_one_failing_feed_never_stops_the_others(feed_server: FeedServer) -> Non
 def test_never_more_than_concurrency_requests_in_flight(
     feed_server: FeedServer, transport: httpx.AsyncBaseTransport | None
 ) -> None:
-    urls = [
-        feed_server.route(f"/{i}.xml", body=SAMPLE_RSS, behaviour=Delay(0.2)) for i in range(20)
-    ]
-    options = FetchOptions(concurrency=4, per_host=100)
+    gate = Gate(until=5)  # opens early only if a fifth request arrives
+    urls = [feed_server.route(f"/{i}.xml", body=SAMPLE_RSS, behaviour=gate) for i in range(8)]
     requests = [FetchRequest(i, url) for i, url in enumerate(urls)]
-    results = fetch_all(requests, options, transport=transport)
+    results = fetch_all(requests, FetchOptions(concurrency=4, per_host=100), transport=transport)
     assert all(r.status == "ok" for r in results.values())
     assert feed_server.max_in_flight == 4
 
@@ -501,10 +499,11 @@ def test_never_more_than_concurrency_requests_in_flight(
 def test_never_more_than_per_host_requests_to_one_host(
     feed_server: FeedServer, transport: httpx.AsyncBaseTransport | None
 ) -> None:
+    gate = Gate(until=3, per_host=True)  # opens early only if a third request to a host arrives
     requests = []
-    for i in range(16):
+    for i in range(8):
         host = "localhost" if i % 2 else "127.0.0.1"
-        url = feed_server.route(f"/{i}.xml", body=SAMPLE_RSS, behaviour=Delay(0.2), host=host)
+        url = feed_server.route(f"/{i}.xml", body=SAMPLE_RSS, behaviour=gate, host=host)
         requests.append(FetchRequest(i, url))
     results = fetch_all(requests, FetchOptions(concurrency=10, per_host=2), transport=transport)
     assert all(r.status == "ok" for r in results.values())
