@@ -293,3 +293,11 @@ def test_fingerprint_follows_alias_edits() -> None:
     edited = {"tr": "Turkey OR Türkiye OR Ankara"}
     assert topic_fingerprint(spec, ALIASES) != topic_fingerprint(spec, edited)
     assert len(topic_fingerprint(spec, ALIASES)) == 64
+
+
+def test_match_many_keeps_documents_apart_across_batches() -> None:
+    matcher = Matcher.compile([TopicSpec("t", "Israel NEAR/0 Turkey")])
+    # Each article ends with "Israel" and the next starts with "Turkey": never a match.
+    docs = [Document(i, "Turkey", "Israel") for i in range(600)]
+    docs += [Document(600, "Israel Turkey", "")]
+    assert [m.doc_id for m in matcher.match_many(docs)] == [600]
