@@ -46,7 +46,7 @@ class Measurement:
     peak_rss_mb: float  # largest single process
     tree_rss_mb: float  # largest sampled sum over the tree
     returncode: int
-    output_tail: str  # last lines of stdout+stderr, for a failure's note
+    output_tail: str  # last 40 lines of stdout+stderr, for a failure's note
 
     @property
     def ok(self) -> bool:
@@ -121,7 +121,7 @@ def measure(
         peak_rss_mb=maxrss_kb / 1024,
         tree_rss_mb=peak_tree / 2**20,
         returncode=proc.returncode,
-        output_tail="\n".join(text[-5:]),
+        output_tail="\n".join(text[-40:]),
     )
 
 

@@ -61,6 +61,7 @@ TOPICS = {
 
 class Tool(Protocol):
     name: str
+    log_path: Path  # the last run's output
 
     def reset(self) -> None: ...
     def run(self, scenario: str) -> Measurement: ...
@@ -164,7 +165,7 @@ class PrefectServer:
     newswatch processes get so they report to it instead of starting a temporary one.
     """
 
-    def __init__(self, work: Path, port: int, timeout: float = 120.0) -> None:
+    def __init__(self, work: Path, port: int, timeout: float = 300.0) -> None:
         home = work / "prefect-home"
         home.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -228,6 +229,7 @@ class Newswatch:
             self.db_name = f"newswatch_bench_{os.getpid()}"
             self.db_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.db_name}"
         self.config = work / "newswatch.toml"
+        self.log_path = work / ".measure.log"
         self.config.write_text(newswatch_config(urls, self.db_url))
 
     def reset(self) -> None:
@@ -256,6 +258,7 @@ class Peer:
         self.peer = peer
         self.name = peer.name
         self.timeout = timeout
+        self.log_path = peer.work / ".measure.log"
 
     def reset(self) -> None:
         self.peer.reset()
@@ -294,6 +297,13 @@ def newswatch_config(urls: Sequence[str], db_url: str) -> str:
     return "\n".join(lines)
 
 
+def _failure_line(output: str) -> str:
+    """The line of a failed run's output that says why: its last error, else its last line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "Error" in ln or ln.lower().startswith(("error", "fatal"))]
+    return (errors or lines or [""])[-1]
+
+
 def _all_304(stats: dict[str, Any], n: int) -> bool:
     return stats.get("304", 0) == n and not stats.get("200")
 
@@ -328,8 +338,9 @@ def run_tool(
                 stats = server.stats()
                 primed = True
             if not m.ok:
-                why = m.output_tail.splitlines()[-1] if m.output_tail else ""
+                why = _failure_line(m.output_tail)
                 note = f"{scenario} run failed (exit {m.returncode}): {why}"[:300]
+                note += f" (output: {tool.log_path.relative_to(REPO)})"
                 log(f"  {tool.name}/{backend} N={n}: {note}")
                 for row in rows.values():
                     row.note = row.note or f"skipped: {note}"
