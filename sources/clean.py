@@ -34,7 +34,7 @@ _STRIP_ALL_TAGS = nh3.Cleaner(tags=set(), attributes={}, clean_content_tags={"sc
 # Longer input is cut before cleaning: a news item is a few thousand characters, and a
 # 20 MB entry would otherwise cost seconds of sanitizing and pass megabytes downstream.
 MAX_HTML_CHARS = 500_000
-MAX_TEXT_CHARS = 20_000
+MAX_TEXT_CHARS = 100_000  # also what newswatch/processing.py matches topics against
 
 # Dates before the first public web page are epoch-zero or parse bugs, not news.
 EARLIEST_DATE = datetime(1991, 1, 1, tzinfo=UTC)
