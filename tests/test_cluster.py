@@ -137,7 +137,7 @@ def test_when_stories_merge_the_smallest_key_survives() -> None:
     clusterer.add([candidate(1, LEDE, title=""), candidate(2, UNRELATED, title="")])
     assert clusterer.story_of(1) != clusterer.story_of(2)
     # Article 3 carries both texts: a near-duplicate of each, it bridges the two stories.
-    [joined] = clusterer.add([candidate(3, f"{LEDE} {UNRELATED}", hours=1, title="")])
+    [joined] = clusterer.add([candidate(3, UNRELATED, hours=1, title=LEDE)])
     assert (joined.story_key, joined.merged_story_keys) == (1, (2,))
     assert clusterer.story_of(2) == 1
 
@@ -239,3 +239,10 @@ def test_candidate_index_finds_every_labelled_near_duplicate() -> None:
         )
         first, second = StoryClusterer(window=window).add([a, b])
         assert (first.story_key == second.story_key) == edge, pair["id"]
+
+
+def test_a_full_article_in_the_summary_still_joins_the_lede_only_copy() -> None:
+    clusterer = StoryClusterer()
+    body = " ".join(f"Paragraph {n} of the full report, with more detail." for n in range(200))
+    first, second = clusterer.add([candidate(1), candidate(2, f"{LEDE} {body}", hours=1)])
+    assert first.story_key == second.story_key

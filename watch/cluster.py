@@ -74,6 +74,8 @@ DEFAULT_WINDOW = timedelta(hours=72)
 DEFAULT_MIN_SHINGLES = 6
 DEFAULT_SKETCH_SIZE = 16
 DEFAULT_MIN_SHARED_KEYS = 2
+_MAX_TITLE_WORDS = 40
+_MAX_SUMMARY_WORDS = 50
 
 _TAG = re.compile(r"<[^>]*>")
 # WordPress appends this to every excerpt; it would make syndicated copies differ.
@@ -188,8 +190,10 @@ _STOP_BIGRAMS = frozenset(
 
 def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_SIZE) -> Signature:
     """The signature of an article: bigram hashes, conflict markers, index keys."""
-    title_words = _words(title)
-    summary_words = _words(_plain(summary))
+    title_words = _words(title)[:_MAX_TITLE_WORDS]
+    # The lede is what copies of one story share; some feeds put the whole article
+    # in the summary, which would cost time and memory and dilute the similarity.
+    summary_words = _words(_plain(summary))[:_MAX_SUMMARY_WORDS]
     lookup = _word_hashes.__getitem__
     title_hashes = list(map(lookup, title_words))
     summary_hashes = list(map(lookup, summary_words))
