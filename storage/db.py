@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -215,6 +215,4 @@ def _probe_writable(engine: Engine) -> None:
             else:  # not migrated (migrate=False): a no-op write all the same
                 conn.exec_driver_sql("PRAGMA user_version = 0")
         elif conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on":
-            raise DatabaseError(
-                f"cannot use database {_display_url(engine.url)}: it is read-only"
-            )
+            raise DatabaseError(f"cannot use database {_display_url(engine.url)}: it is read-only")

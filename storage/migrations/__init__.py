@@ -53,8 +53,6 @@ def upgrade_to_head(engine: Engine) -> None:
     head = head_revision()
     with engine.connect() as conn:
         # Fast path without any lock: the usual case once the database exists.
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT 1"))
         current = current_revision(conn)
         conn.rollback()
     if current == head and engine.dialect.name == "postgresql":
