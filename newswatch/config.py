@@ -144,6 +144,7 @@ class SmtpConfig(_Table):
     username: str | None = None
     sender: str = Field(alias="from")
     timeout: float = Field(30, gt=0)
+    ca_file: str | None = None  # trust this CA bundle (a private relay's certificate)
 
 
 class ConfigFile(_Table):

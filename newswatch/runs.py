@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from newswatch.config import Config
+from newswatch.config import Config, ConfigError
 from newswatch.poll import FeedReport, PollReport, poll_sources
 from newswatch.processing import ArticleProcessor, document
 from storage.db import Database, open_database
@@ -193,9 +193,15 @@ def export_articles(config: Config, write: Callable[[str], object]) -> int:
     count = 0
     with database(config).session() as session:
         for article in iter_articles(session):
-            write(json.dumps(article.as_json(), ensure_ascii=False) + "\n")
+            write(json.dumps(asdict(article), ensure_ascii=False, default=_json_default) + "\n")
             count += 1
     return count
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot export {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,10 +274,13 @@ def list_topics(config: Config, *, days: float) -> list[Any]:
 
 
 def import_opml(config: Config, data: bytes) -> tuple[int, int]:
-    from sources.opml import read_opml
+    from sources.opml import OpmlError, read_opml
     from storage.feeds import add_sources
 
-    feeds = read_opml(data)
+    try:
+        feeds = read_opml(data)
+    except OpmlError as err:
+        raise ConfigError(f"not a usable OPML file: {err}") from None
     specs = [SourceSpec(name=f.name, url=f.url, tags=tuple(f.tags)) for f in feeds]
     with database(config).session() as session:
         added = add_sources(session, specs, origin="opml")

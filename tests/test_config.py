@@ -10,6 +10,12 @@ from newswatch.config import ConfigError, load_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+DESIGN_QUERY = (
+    "(Israel OR Israeli) AND (Turkey OR Türkiye OR Turkish) AND (Syria OR Syrian) "
+    'AND (deconfliction OR coordination OR "military friction")'
+)
+
+# The minimal config of DESIGN.md, verbatim.
 MINIMAL = """
 [storage]
 url = "sqlite:///newswatch.db"
@@ -20,7 +26,7 @@ url = "https://www.kurdistan24.net/en/rss"
 
 [[topics]]
 name = "Israel–Turkey Syria deconfliction"
-query = '(Israel OR Israeli) AND (Turkey OR Türkiye OR Turkish) AND (Syria OR Syrian) AND (deconfliction OR coordination OR "military friction")'
+query = '@QUERY@'
 
 [[digests]]
 name = "daily"
@@ -37,7 +43,7 @@ port = 587
 security = "starttls"
 username = "newswatch"
 from = "newswatch@example.org"
-"""
+""".replace("@QUERY@", DESIGN_QUERY)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -73,7 +79,9 @@ def test_relative_sqlite_path_lives_beside_the_config(tmp_path: Path) -> None:
 
 
 def test_database_url_defaults_to_sqlite_beside_the_config(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, "[[sources]]\nname='a'\nurl='http://x.example/f'\n"), env={})
+    config = load_config(
+        write(tmp_path, "[[sources]]\nname='a'\nurl='http://x.example/f'\n"), env={}
+    )
     assert config.database_url == f"sqlite:///{tmp_path / 'newswatch.db'}"
 
 
@@ -113,9 +121,7 @@ def test_source_url_must_be_http(tmp_path: Path) -> None:
 
 
 def test_malformed_query_points_at_the_topic_and_position(tmp_path: Path) -> None:
-    text = MINIMAL.replace(
-        "query = '(Israel OR Israeli)", "query = '((Israel OR Israeli)", 1
-    )
+    text = MINIMAL.replace("query = '(Israel OR Israeli)", "query = '((Israel OR Israeli)", 1)
     message = error_of(write(tmp_path, text))
     assert "[[topics]] #1" in message
     assert "Israel–Turkey Syria deconfliction" in message
