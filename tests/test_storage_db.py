@@ -167,3 +167,23 @@ def test_sqlite_file_under_a_regular_file_is_database_error(tmp_path: Path) -> N
     blocker.write_text("")
     with pytest.raises(DatabaseError, match="cannot create the directory"):
         open_database(f"sqlite:///{blocker / 'newswatch.db'}")
+
+
+def test_connection_lost_inside_a_session_is_database_error(postgres_url: str) -> None:
+    db = open_database(postgres_url)
+    try:
+        with pytest.raises(DatabaseError), db.session() as s:
+            s.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+    finally:
+        db.dispose()
+
+
+def test_sqlite_reader_does_not_block_a_writer(sqlite_url: str) -> None:
+    db = open_database(sqlite_url)
+    try:
+        with db.session(readonly=True) as reader:
+            reader.execute(text("SELECT count(*) FROM articles")).scalar()
+            with db.session() as writer:  # would wait 30 s if the reader held the lock
+                writer.execute(text("UPDATE alembic_version SET version_num = version_num"))
+    finally:
+        db.dispose()
