@@ -29,6 +29,12 @@ from feedparser.datetimes import _parse_date as _feedparser_parse_date
 # C0 controls except TAB/LF/CR, DEL, C1 controls, surrogates, and the two noncharacters.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _WHITESPACE = re.compile(r"\s+")
+# Block-level boundaries read as a space, so "<p>airspace.</p><p>Share" keeps its words apart.
+_BLOCK_BOUNDARY = re.compile(
+    r"<(?:br|hr|/?(?:p|div|li|ul|ol|dl|dt|dd|h[1-6]|tr|td|th|table|blockquote|pre|section"
+    r"|article|aside|header|footer|figure|figcaption|nav|main))\b[^>]*>",
+    re.IGNORECASE,
+)
 _STRIP_ALL_TAGS = nh3.Cleaner(tags=set(), attributes={}, clean_content_tags={"script", "style"})
 
 # Longer input is cut before cleaning: a news item is a few thousand characters, and a
@@ -68,7 +74,7 @@ def clean_text(s: str | None) -> str:
     if "<" in s or "&" in s:
         # nh3 parses like a browser (so "a < b" stays text) and escapes what it keeps;
         # unescaping afterwards decodes entities exactly once.
-        s = html.unescape(_STRIP_ALL_TAGS.clean(s))
+        s = html.unescape(_STRIP_ALL_TAGS.clean(_BLOCK_BOUNDARY.sub(" ", s)))
         s = strip_controls(s)  # an entity such as &#0; may decode to a control character
     return _WHITESPACE.sub(" ", s).strip()
 

@@ -214,3 +214,9 @@ def test_huge_html_is_cut_to_the_limit() -> None:
 
 def test_huge_text_is_cut_to_the_limit() -> None:
     assert len(clean_text("y" * (MAX_TEXT_CHARS * 3))) == MAX_TEXT_CHARS
+
+
+def test_clean_text_keeps_words_of_adjacent_blocks_apart() -> None:
+    assert clean_text("<p>airspace.</p><p>Share</p>line<br/>two<li>x</li>") == (
+        "airspace. Share line two x"
+    )
