@@ -68,8 +68,10 @@ def test_plain_postgresql_url_is_served_by_psycopg_3(postgres_url: str) -> None:
         db.dispose()
 
 
-def test_two_processes_migrating_a_fresh_database_at_once_both_succeed(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+def test_two_processes_migrating_a_fresh_database_at_once_both_succeed(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
     ctx = process_context()
     answers: multiprocessing.Queue[str] = ctx.Queue()
     procs = [
