@@ -9,39 +9,55 @@ CANCEL_NEW, so a poll still running when the next is due makes the new run cance
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
+from prefect.types.entrypoint import EntrypointType
 
 from flows.digest import digest_flow
 from flows.poll import poll_flow
 from newswatch.config import Config
 
 POLL_DEPLOYMENT = "poll"
+TAGS = ["newswatch"]
 
 
 def digest_deployment_name(name: str) -> str:
+    """The deployment of the `[[digests]]` entry called `name`."""
     return f"digest-{name}"
 
 
 def build_deployments(config: Config) -> list[RunnerDeployment]:
-    config_path = str(config.path)
+    """The poll deployment and one per configured digest, with their schedules.
+
+    Entrypoints are module paths (`flows.poll.poll_flow`), so runs start the same
+    whatever directory `newswatch serve` was started from; the config path is made
+    absolute for the same reason.
+    """
+    config_path = str(config.path.resolve())
+    # to_deployment returns a coroutine only when called from async code
     deployments = [
-        poll_flow.to_deployment(
-            name=POLL_DEPLOYMENT,
-            interval=timedelta(minutes=config.poll.interval_minutes),
-            parameters={"config_path": config_path, "all_sources": False},
-            concurrency_limit=ConcurrencyLimitConfig(
-                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        cast(
+            RunnerDeployment,
+            poll_flow.to_deployment(
+                name=POLL_DEPLOYMENT,
+                interval=timedelta(minutes=config.poll.interval_minutes),
+                parameters={"config_path": config_path, "all_sources": False},
+                concurrency_limit=ConcurrencyLimitConfig(
+                    limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+                ),
+                description="Poll every due feed, store new articles, match topics.",
+                tags=TAGS,
+                entrypoint_type=EntrypointType.MODULE_PATH,
             ),
-            description="Poll every due feed, store new articles, match topics.",
-            tags=["newswatch"],
         )
     ]
     for digest in config.digests:
-        deployments.append(
+        deployment = cast(
+            RunnerDeployment,
             digest_flow.to_deployment(
                 name=digest_deployment_name(digest.name),
                 schedules=[Cron(digest.schedule, timezone=digest.timezone)],
@@ -50,9 +66,11 @@ def build_deployments(config: Config) -> list[RunnerDeployment]:
                     limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
                 ),
                 description=f"Deliver the {digest.name!r} digest.",
-                tags=["newswatch"],
-            )
+                tags=TAGS,
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            ),
         )
+        deployments.append(deployment)
     return deployments
 
 

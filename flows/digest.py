@@ -1,14 +1,21 @@
-"""The `digest` flow: one configured digest, rendered and delivered, published as Markdown."""
+"""The `digest` flow: one configured digest, rendered and delivered, published as Markdown.
+
+Each `[[digests]]` entry gets its own deployment (cron in its own time zone, see
+`flows.deployments`); a run builds that digest once with `digest.run.digest_once`
+and publishes the rendered Markdown under a key stable per digest, so the Prefect UI
+shows the digest's history.
+"""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from digest.run import DigestRunResult, digest_once
+from digest.smtp import DeliveryError
 from newswatch.config import load_config
 from newswatch.runs import database
 
@@ -19,18 +26,25 @@ def artifact_key(name: str) -> str:
     return f"newswatch-digest-{slug}"
 
 
-def _run_name() -> str:
-    return f"digest-{datetime.now(UTC):%Y%m%d-%H%M}"
+def digest_run_name() -> str:
+    """`digest-<name>-YYYYMMDD-HHMM`, in UTC, from the run's scheduled start."""
+    name = runtime.flow_run.parameters.get("name") or "default"
+    slug = re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-") or "default"
+    return f"digest-{slug}-{runtime.flow_run.scheduled_start_time.astimezone(UTC):%Y%m%d-%H%M}"
 
 
-@flow(name="newswatch-digest", flow_run_name=_run_name)
+@flow(name="newswatch-digest", flow_run_name=digest_run_name)
 def digest_flow(
     config_path: str = "newswatch.toml",
     name: str | None = None,
     fmt: str | None = None,
     output: str | None = None,
 ) -> DigestRunResult:
-    """Build the digest `name` (default: the first configured) and deliver it."""
+    """Build the digest `name` (default: the first configured) and deliver it.
+
+    A channel that could not deliver fails the run (with `DeliveryError`, which the
+    CLI prints as one line); its matches stay pending for the next run.
+    """
     config = load_config(config_path)
     result = digest_once(config, database(config), name=name, fmt=fmt, output=output)
     if result.markdown is not None:
@@ -43,8 +57,7 @@ def digest_flow(
     for line in result.lines():
         logger.info(line)
     if result.failed:
-        # the flow run shows as failed in the UI; the matches stay pending
-        raise RuntimeError(
+        raise DeliveryError(
             "; ".join(c.line(result.name) for c in result.channels if c.status == "failed")
         )
     return result

@@ -1,128 +1,182 @@
 """The `poll` flow: every due source, fetched in batches inside a few tasks.
 
-A task run costs Prefect a few milliseconds of client time and tens of milliseconds
-of server CPU, so feeds are never one task each: they are grouped by host into at
-most `MAX_TASKS` batches, each fetching many feeds with its own bounded concurrency.
-Per-feed failures are recorded by newswatch itself; only batch-level transient
-failures (the database briefly unreachable) are retried by Prefect.
+A task run costs Prefect a few milliseconds of client time, tens of milliseconds of
+server CPU and ~20 KB of its database, so feeds are never one task each: they are
+grouped by host into at most `MAX_TASKS` batches, each fetching many feeds with its
+own bounded concurrency, `PARALLEL_BATCHES` of them at a time. Per-feed failures are
+recorded by newswatch itself; only batch-level transient failures (the database
+briefly unreachable or locked) are retried by Prefect.
+
+Tasks take the config file's path and plain dataclasses, never a session, engine or
+client (Prefect would try to hash them), and nothing is cached: every poll fetches.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.futures import wait
+from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task
 
 from newswatch.config import Config, load_config
-from newswatch.poll import PollReport
+from newswatch.poll import FeedReport, PollReport
+from newswatch.processing import ArticleProcessor
 from newswatch.report import matches_markdown, poll_table
-from newswatch.runs import plan_poll, poll_batch
+from newswatch.runs import database, plan_poll, poll_batch
 from storage.db import DatabaseError
 from storage.records import DueSource
 
-MAX_TASKS = 50
-PARALLEL_BATCHES = 2
+MAX_TASKS = 50  # batches per poll, whatever the number of feeds
+PARALLEL_BATCHES = 2  # batch tasks running at once; they share [poll] concurrency
 POLL_TABLE_KEY = "newswatch-poll-feeds"
 POLL_MATCHES_KEY = "newswatch-poll-matches"
 
 
 def batches(due: Sequence[DueSource], batch_size: int) -> list[list[DueSource]]:
-    """Split the due sources into at most MAX_TASKS batches, one host's feeds together.
+    """Split the due sources into at most `MAX_TASKS` batches of about `batch_size`.
 
-    Keeping a host in one batch keeps the per-host limit meaningful across batches that
-    run at the same time.
+    A host's feeds always share one batch: each batch enforces [poll] per_host on
+    its own, so a host split over two batches running side by side would get twice
+    its limit. Hosts are dealt largest first to the smallest batch so far.
     """
     if not due:
         return []
-    count = min(MAX_TASKS, max(1, math.ceil(len(due) / batch_size)))
-    ordered = sorted(due, key=lambda s: ((urlsplit(s.url).hostname or ""), s.id))
-    size = math.ceil(len(ordered) / count)
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    by_host: dict[str, list[DueSource]] = defaultdict(list)
+    for source in sorted(due, key=lambda s: s.id):
+        by_host[(urlsplit(source.url).hostname or "").lower()].append(source)
+    count = min(MAX_TASKS, len(by_host), max(1, math.ceil(len(due) / batch_size)))
+    groups: list[list[DueSource]] = [[] for _ in range(count)]
+    for host in sorted(by_host, key=lambda h: (-len(by_host[h]), h)):
+        smallest = min(range(count), key=lambda i: (len(groups[i]), i))
+        groups[smallest].extend(by_host[host])
+    return [group for group in groups if group]
 
 
-def _batch_failure_is_transient(task: Task[..., PollReport], run: TaskRun, state: State) -> bool:
+def is_transient_batch_failure(task: Task[..., object], run: TaskRun, state: State) -> bool:
+    """Retry a batch only when the database failed it (unreachable, locked, restarted).
+
+    Feed failures never reach Prefect (newswatch stores them per feed), so any other
+    exception is a bug or a bad config, and running it again would fail the same way.
+    """
     try:
         state.result()
     except DatabaseError:
         return True
-    except Exception:
+    except BaseException:  # any other failure is final
         return False
     return False
+
+
+@task(
+    name="plan-poll",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=is_transient_batch_failure,
+    cache_policy=NO_CACHE,
+)
+def plan_task(config_path: str, all_sources: bool, started_at: datetime) -> list[DueSource]:
+    """Sync sources and topics (backfilling new topics once, not once per batch); the due."""
+    config = load_config(config_path)
+    due = plan_poll(config, all_sources=all_sources, now=started_at)
+    ArticleProcessor.prepare(database(config), config, started_at)
+    return due
 
 
 @task(
     name="poll-batch",
     retries=2,
     retry_delay_seconds=10,
-    retry_condition_fn=_batch_failure_is_transient,
+    retry_condition_fn=is_transient_batch_failure,
     cache_policy=NO_CACHE,
 )
 def poll_batch_task(
     config_path: str, sources: list[DueSource], started_at: datetime, parallel: int
 ) -> PollReport:
+    """Poll one batch end to end, sharing the poll's concurrency and its deadline."""
     config = load_config(config_path)
     poll = config.poll
-    # batches run side by side: share the configured concurrency between them
-    shared = replace(
-        poll,
-        concurrency=max(1, poll.concurrency // parallel),
+    # [poll] deadline bounds the whole poll, so a batch that starts late gets what is left
+    elapsed = (datetime.now(UTC) - started_at).total_seconds()
+    shared = poll.model_copy(
+        update={
+            "concurrency": max(1, poll.concurrency // parallel),
+            "deadline": max(0.001, poll.deadline - elapsed),
+        }
     )
     config = replace(config, file=config.file.model_copy(update={"poll": shared}))
     return poll_batch(config, sources, now=started_at)
 
 
-@task(name="plan-poll", cache_policy=NO_CACHE)
-def plan_task(config_path: str, all_sources: bool, started_at: datetime) -> list[DueSource]:
-    return plan_poll(load_config(config_path), all_sources=all_sources, now=started_at)
+def poll_run_name() -> str:
+    """`poll-YYYYMMDD-HHMM`, in UTC, from the run's scheduled start."""
+    return f"poll-{runtime.flow_run.scheduled_start_time.astimezone(UTC):%Y%m%d-%H%M}"
 
 
-def _run_name() -> str:
-    return f"poll-{datetime.now(UTC):%Y%m%d-%H%M}"
+def _failed_batch(group: list[DueSource], error: BaseException) -> list[FeedReport]:
+    message = f"batch failed: {type(error).__name__}: {error}"
+    return [FeedReport(s.id, s.name, s.url, "batch-failed", error=message) for s in group]
 
 
 @flow(
     name="newswatch-poll",
-    flow_run_name=_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_BATCHES),
+    flow_run_name=poll_run_name,
+    # Prefect types task_runner invariantly; a thread pool runner is what it expects
+    task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_BATCHES),  # type: ignore[arg-type]
 )
 def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) -> PollReport:
-    """Poll every due source (or every source with `all_sources`) once."""
+    """Poll every due source (or every source with `all_sources`) once.
+
+    Publishes a table artifact (one row per feed) and a Markdown artifact of the new
+    matches, under keys that stay the same from run to run. A batch that still fails
+    after its retries fails the run, after the artifacts show what the others did.
+    """
     config: Config = load_config(config_path)
+    path = str(config.path.resolve())
     started_at = datetime.now(UTC)
-    due = plan_task(str(config.path), all_sources, started_at)
+    due = plan_task(path, all_sources, started_at)
     groups = batches(due, config.poll.batch_size)
     parallel = max(1, min(PARALLEL_BATCHES, len(groups)))
-    report = PollReport(started_at=started_at)
-    futures = [
-        poll_batch_task.submit(str(config.path), group, started_at, parallel) for group in groups
+    futures: list[PrefectFuture[PollReport]] = [
+        poll_batch_task.submit(path, group, started_at, parallel) for group in groups
     ]
     wait(futures)
-    for future in futures:
-        report.merge(future.result())
+    report = PollReport(started_at=started_at)
+    failure: BaseException | None = None
+    for group, future in zip(groups, futures, strict=True):
+        try:
+            report.merge(future.result())
+        except Exception as error:  # reported below, then re-raised
+            failure = failure or error
+            report.feeds.extend(_failed_batch(group, error))
     report.finished_at = report.finished_at or datetime.now(UTC)
     create_table_artifact(
-        poll_table(report), key=POLL_TABLE_KEY, description="Feeds polled: status, new articles"
+        poll_table(report),
+        key=POLL_TABLE_KEY,
+        description=f"Feeds polled {started_at:%Y-%m-%d %H:%M} UTC: status, new articles, error",
     )
     create_markdown_artifact(
         matches_markdown(config, report), key=POLL_MATCHES_KEY, description="New topic matches"
     )
     get_run_logger().info(
-        "%d feeds: %d ok, %d unchanged, %d failed; %d new articles, %d new matches",
+        "%d feeds in %d batches: %d ok, %d unchanged, %d failed; %d new articles, %d new matches",
         len(report.feeds),
+        len(groups),
         report.ok,
         report.unchanged,
         report.failed,
         report.new_articles,
         report.new_matches,
     )
+    if failure is not None:
+        raise failure
     return report
