@@ -174,7 +174,7 @@ class _WordHashes(dict[str, int]):
     """Stable word hashes (CRC-32), cached: looking one up is a C-level dict hit."""
 
     def __missing__(self, word: str) -> int:
-        if len(self) > 500_000:  # bounded: vocabularies grow without end
+        if len(self) > 200_000:  # bounded (~25 MB): vocabularies grow without end
             self.clear()
         h = self[word] = zlib.crc32(word.encode())
         return h
