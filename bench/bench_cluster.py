@@ -23,6 +23,7 @@ import random
 import subprocess
 import sys
 import time
+import timeit
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -202,12 +203,15 @@ def main() -> None:
     result = run(items, timedelta(hours=72), args.batch, rss=False)
     stories = {result.clusterer.story_of(c.article_id) for c in items[-2000:]}
     load = os.getloadavg()[0]
+    # A fixed pure-Python workload, to compare runs across machines and loads.
+    reference = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
     print(
         f"throughput, {len(items):,} articles in batches of {args.batch}, 72 h window: "
         f"{result.cpu_rate:,.0f} articles/s of CPU time on one core "
         f"({result.wall_rate:,.0f}/s wall clock; load average {load:.1f} "
         f"on {os.cpu_count()} CPUs); the last 2,000 articles form {len(stories):,} stories"
     )
+    print(f"reference: sum(range(1000)) takes {reference:.1f} µs on this machine now")
 
 
 if __name__ == "__main__":
