@@ -191,7 +191,8 @@ def export_articles(config: Config, write: Callable[[str], object]) -> int:
     from storage.export import iter_articles
 
     count = 0
-    with database(config).session() as session:
+    # a read-only transaction: a long export must not hold SQLite's write lock
+    with database(config).session(readonly=True) as session:
         for article in iter_articles(session):
             write(json.dumps(asdict(article), ensure_ascii=False, default=_json_default) + "\n")
             count += 1

@@ -8,11 +8,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def insert_for(session: Session) -> Any:
-    """`sqlite.insert` or `postgresql.insert`, whichever the session is bound to."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert
-    if name == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"unsupported database dialect {name!r}")
+def insert(session: Session, table: Any) -> Any:
+    """The dialect's INSERT for `table` (the one with ON CONFLICT), SQLite or PostgreSQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import Insert, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage.dialect import insert
 from storage.models import FeedState, Sighting, Source
 from storage.records import (
     SUCCESS_STATUSES,
@@ -30,17 +29,10 @@ from storage.records import (
 REDIRECTS_TO_ADOPT = 3
 
 
-def _insert(session: Session, table: Any) -> Any:
-    """The dialect's INSERT (the one with ON CONFLICT) for `table`."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 def _ensure_feed_states(session: Session, source_ids: Sequence[int]) -> None:
     if not source_ids:
         return
-    stmt: Insert = _insert(session, FeedState).on_conflict_do_nothing(index_elements=["source_id"])
+    stmt: Insert = insert(session, FeedState).on_conflict_do_nothing(index_elements=["source_id"])
     session.execute(
         stmt,
         [
@@ -81,7 +73,7 @@ def sync_sources(
         s.name for s in specs if s.name in stored_urls and stored_urls[s.name] != s.url
     ]
     if specs:
-        stmt = _insert(session, Source)
+        stmt = insert(session, Source)
         stmt = stmt.on_conflict_do_update(
             index_elements=["name"],
             set_={
@@ -155,7 +147,7 @@ def add_sources(
         fresh.append(spec)
     if not fresh:
         return 0
-    stmt = _insert(session, Source).on_conflict_do_nothing(index_elements=["name"])
+    stmt = insert(session, Source).on_conflict_do_nothing(index_elements=["name"])
     result = session.execute(
         stmt.returning(Source.id),
         [

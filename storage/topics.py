@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from storage.dialect import insert_for
+from storage.dialect import insert
 from storage.models import Article, DigestItem, Match, Sighting, Source, Topic
 
 
@@ -160,8 +160,7 @@ def store_matches(
         }
         for m in matches
     ]
-    insert = insert_for(session)
-    statement = insert(Match).values(values)
+    statement = insert(session, Match).values(values)
     if replace:
         statement = statement.on_conflict_do_update(
             index_elements=["article_id", "topic_id"],
