@@ -297,6 +297,26 @@ def newswatch_config(urls: Sequence[str], db_url: str) -> str:
     return "\n".join(lines)
 
 
+def calibrate(feed_dir: Path, count: int = 20) -> dict[str, float]:
+    """feedparser on a few generated feeds: a yardstick for how loaded the machine is.
+
+    Issue 7 measured 25 ms of CPU a 50-entry feed on this machine when it was quiet;
+    a much larger figure here means every number of the run is inflated alike.
+    """
+    import feedparser
+
+    bodies = [p.read_bytes() for p in sorted((feed_dir / "base").glob("*.xml"))[:count]]
+    feedparser.parse(bodies[0])  # imports and first-call set-up out of the timing
+    wall, cpu = time.perf_counter(), time.process_time()
+    for body in bodies:
+        feedparser.parse(body)
+    return {
+        "feedparser_ms_per_feed_wall": (time.perf_counter() - wall) * 1000 / len(bodies),
+        "feedparser_ms_per_feed_cpu": (time.process_time() - cpu) * 1000 / len(bodies),
+        "loadavg_1min": os.getloadavg()[0],
+    }
+
+
 def _failure_line(output: str) -> str:
     """The line of a failed run's output that says why: its last error, else its last line."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
@@ -480,6 +500,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"generating {max(sizes)} feeds (seed {args.seed}) ...")
     feed_dir = BENCH / "work" / f"feeds-{args.seed}-{max(sizes)}"
     feeds = gen_feeds.generate(feed_dir, max(sizes), seed=args.seed, hosts=args.hosts)
+    yardstick = {"before": calibrate(feed_dir)}
+    log(
+        f"yardstick: feedparser {yardstick['before']['feedparser_ms_per_feed_cpu']:.0f} ms CPU "
+        f"a feed (25 on a quiet machine), load {yardstick['before']['loadavg_1min']:.1f}"
+    )
     server = Server(feed_dir, args.hosts, args.port)
     results: list[Row] = []
     prefect: PrefectServer | None = None
@@ -527,12 +552,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.stop()
         if prefect is not None:
             prefect.stop()
+    yardstick["after"] = calibrate(feed_dir)
     rows = [r.summary() for r in results]
     add_ratios(rows)
     print()
     print(table(rows))
     for note in dict.fromkeys(notes):
         print(f"note: {note}")
+    for when, y in yardstick.items():
+        print(
+            f"yardstick {when}: feedparser {y['feedparser_ms_per_feed_cpu']:.0f} ms CPU, "
+            f"{y['feedparser_ms_per_feed_wall']:.0f} ms wall a feed; load {y['loadavg_1min']:.1f}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{stamp}.json"
     sizes_kb = sorted(f.size for f in feeds)
@@ -545,6 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "cpus": os.cpu_count(),
                     "loadavg_at_start": os.getloadavg(),
                     "python": sys.version.split()[0],
+                    "yardstick": yardstick,
                 },
                 "args": {k: str(v) for k, v in vars(args).items()},
                 "feeds": {
