@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.http",
     "tests.fixtures.db",
     "tests.fixtures.smtp",
+    "tests.fixtures.prefect",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
