@@ -23,22 +23,24 @@ class StoryContext:
 
     members: Mapping[int, Sequence[int]]  # story id → article ids
     sightings: Mapping[int, Sequence[Sighted]]  # article id → who carried it
-    links: Mapping[int, str | None]  # article id → its link
+    links: Mapping[int, str | None]  # article id → its link (canonical when known)
 
 
 EMPTY_CONTEXT = StoryContext({}, {}, {})
 
 
-def _outlets(sighted: Sequence[Sighted]) -> tuple[OutletLink, ...]:
+def _outlets(sighted: Sequence[Sighted], link: str | None) -> tuple[OutletLink, ...]:
+    # Every outlet of one article links to that article's one clean URL, not to the
+    # feed's copy of it with its tracking parameters.
     seen: dict[str, OutletLink] = {}
     for item in sighted:
-        seen.setdefault(item.source, OutletLink(item.source, item.url))
+        seen.setdefault(item.source, OutletLink(item.source, link or item.url))
     return tuple(seen.values())
 
 
 def _story(entries: Sequence[DigestEntry], context: StoryContext) -> StoryView:
     best = min(entries, key=lambda e: (-e.score, e.published_at, e.article_id))
-    outlets = _outlets(best.outlets)
+    outlets = _outlets(best.outlets, best.url)
     shown = {outlet.name for outlet in outlets}
     others: list[OutletLink] = []
     member_ids = (context.members.get(best.story_id, ()) if best.story_id is not None else ()) or [
@@ -51,7 +53,7 @@ def _story(entries: Sequence[DigestEntry], context: StoryContext) -> StoryView:
             if sighted.source not in shown:
                 shown.add(sighted.source)
                 others.append(
-                    OutletLink(sighted.source, sighted.url or context.links.get(article_id))
+                    OutletLink(sighted.source, context.links.get(article_id) or sighted.url)
                 )
     terms = tuple(dict.fromkeys(t for e in entries for t in e.terms))
     return StoryView(
