@@ -43,19 +43,21 @@ def _story(entries: Sequence[DigestEntry], context: StoryContext) -> StoryView:
     outlets = _outlets(best.outlets, best.url)
     shown = {outlet.name for outlet in outlets}
     others: list[OutletLink] = []
-    member_ids = (context.members.get(best.story_id, ()) if best.story_id is not None else ()) or [
-        e.article_id for e in entries
-    ]
+    # The group's own entries know their outlets even when the context does not.
+    own = {e.article_id: e for e in entries}
+    member_ids = list(context.members.get(best.story_id, ())) if best.story_id is not None else []
+    member_ids += [e.article_id for e in entries if e.article_id not in member_ids]
     for article_id in member_ids:
         if article_id == best.article_id:
             continue
-        for sighted in context.sightings.get(article_id, ()):
+        mine = own.get(article_id)
+        sighted_by = context.sightings.get(article_id) or (mine.outlets if mine else ())
+        link = context.links.get(article_id) or (mine.url if mine else None)
+        for sighted in sighted_by:
             if sighted.source not in shown:
                 shown.add(sighted.source)
-                others.append(
-                    OutletLink(sighted.source, context.links.get(article_id) or sighted.url)
-                )
-    terms = tuple(dict.fromkeys(t for e in entries for t in e.terms))
+                others.append(OutletLink(sighted.source, link or sighted.url))
+    terms = tuple(dict.fromkeys([*best.terms, *(t for e in entries for t in e.terms)]))
     return StoryView(
         title=best.title,
         url=best.url,
