@@ -2,8 +2,14 @@
 
 Topics come from the config and are synced by name. A topic's `backfilled_hash` is the
 fingerprint of the query its stored matches reflect: when the config's fingerprint
-differs (a new topic, an edited query or minimum score), the caller re-applies it to
-recent articles and then records the new fingerprint.
+differs (a new topic, an edited query, alias or minimum score, a topic configured
+again after a pause), the caller re-applies it to recent articles and then records the
+new fingerprint with `mark_backfilled`.
+
+Duplicates are prevented by the unique (article, topic) constraint and ON CONFLICT,
+never by looking first; two processes backfilling the same topic are serialised by
+`lock_topics` (a row lock on PostgreSQL, the write lock every SQLite write session
+takes when it begins), after which the second finds the work done.
 """
 
 from __future__ import annotations
@@ -11,16 +17,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.dialect import insert
 from storage.models import Article, DigestItem, Match, Sighting, Source, Topic
 
+# Rows per statement: 7 parameters a match stays far below SQLite's 32,766 and
+# PostgreSQL's 65,535 bound parameters.
+CHUNK = 500
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpecRecord:
+    """A configured topic; `fingerprint` changes whenever its matches can change."""
+
     name: str
     query: str
     min_score: float
@@ -54,7 +67,7 @@ class ArticleText:
     summary: str
     content: str | None
     published_at: datetime
-    source: str
+    source: str  # the first (alphabetically) source that carried it
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,23 +82,38 @@ class TopicSummary:
 def sync_topics(
     session: Session, specs: Sequence[TopicSpecRecord], now: datetime
 ) -> list[TopicRow]:
-    """Upsert the configured topics by name; topics no longer configured become inactive."""
-    existing = {t.name: t for t in session.scalars(select(Topic))}
+    """Upsert the configured topics by name; topics no longer configured become inactive.
+
+    An inactive topic forgets its fingerprint: articles stored while it was not
+    configured were never matched against it, so configuring it again backfills it.
+    """
+    if specs:
+        session.execute(
+            insert(session, Topic)
+            .values(
+                [
+                    {
+                        "name": s.name,
+                        "query": s.query,
+                        "min_score": s.min_score,
+                        "active": True,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for s in specs
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+    # Lock order is by id in every writer, so two syncing processes wait, not deadlock.
+    existing = {
+        t.name: t
+        for t in session.scalars(select(Topic).order_by(Topic.id).with_for_update(key_share=True))
+    }
     rows: list[TopicRow] = []
     for spec in specs:
-        topic = existing.pop(spec.name, None)
-        if topic is None:
-            topic = Topic(
-                name=spec.name,
-                query=spec.query,
-                min_score=spec.min_score,
-                active=True,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(topic)
-            session.flush()
-        elif (topic.query, topic.min_score, topic.active) != (spec.query, spec.min_score, True):
+        topic = existing.pop(spec.name)
+        if (topic.query, topic.min_score, topic.active) != (spec.query, spec.min_score, True):
             topic.query, topic.min_score, topic.active = spec.query, spec.min_score, True
             topic.updated_at = now
         rows.append(
@@ -94,22 +122,47 @@ def sync_topics(
             )
         )
     for topic in existing.values():
-        topic.active = False
+        if topic.active or topic.backfilled_hash is not None:
+            topic.active = False
+            topic.backfilled_hash = None
+            topic.updated_at = now
     session.flush()
     return rows
 
 
+def lock_topics(session: Session, topic_ids: Sequence[int]) -> dict[int, str | None]:
+    """Lock the topics for a backfill until the transaction ends; their fingerprints now.
+
+    A second process waits here while the first backfills, then reads the fingerprint
+    the first recorded and skips the work. FOR NO KEY UPDATE leaves the foreign-key
+    checks of other writers' match inserts unblocked.
+    """
+    rows = session.execute(
+        select(Topic.id, Topic.backfilled_hash)
+        .where(Topic.id.in_(list(topic_ids)))
+        .order_by(Topic.id)
+        .with_for_update(key_share=True)
+    )
+    return {row[0]: row[1] for row in rows}
+
+
 def mark_backfilled(session: Session, topic_id: int, fingerprint: str) -> None:
+    """Record that the topic's stored matches reflect the query with this fingerprint."""
     session.execute(update(Topic).where(Topic.id == topic_id).values(backfilled_hash=fingerprint))
 
 
-def _article_texts(session: Session, condition: object) -> Iterator[ArticleText]:
-    first_source = (
+def _first_source() -> Any:
+    return (
         select(func.min(Source.name))
         .join(Sighting, Sighting.source_id == Source.id)
         .where(Sighting.article_id == Article.id)
         .scalar_subquery()
     )
+
+
+def _article_texts(
+    session: Session, condition: ColumnElement[bool], limit: int | None = None
+) -> list[ArticleText]:
     query = (
         select(
             Article.id,
@@ -117,87 +170,136 @@ def _article_texts(session: Session, condition: object) -> Iterator[ArticleText]
             Article.summary,
             Article.content,
             Article.published_at,
-            first_source,
+            _first_source(),
         )
-        .where(condition)  # type: ignore[arg-type]
+        .where(condition)
         .order_by(Article.id)
-        .execution_options(yield_per=1000)
+        .limit(limit)
     )
-    for row in session.execute(query):
-        yield ArticleText(row[0], row[1], row[2], row[3], row[4], row[5] or "")
+    return [
+        ArticleText(row[0], row[1], row[2], row[3], row[4], row[5] or "")
+        for row in session.execute(query)
+    ]
 
 
 def articles_by_id(session: Session, ids: Sequence[int]) -> list[ArticleText]:
-    if not ids:
-        return []
-    return list(_article_texts(session, Article.id.in_(ids)))
+    """The given articles, by ascending id (unknown ids are left out)."""
+    wanted = sorted(set(ids))
+    found: list[ArticleText] = []
+    for start in range(0, len(wanted), CHUNK):
+        found += _article_texts(session, Article.id.in_(wanted[start : start + CHUNK]))
+    return found
+
+
+def article_pages(
+    session: Session, since: datetime, *, page_size: int = 1000
+) -> Iterator[list[ArticleText]]:
+    """Articles first seen at or after `since`, oldest id first, a page at a time.
+
+    Keyset pages rather than one streamed cursor: the caller writes matches between
+    pages, and no server-side cursor has to stay open meanwhile.
+    """
+    last_id = 0
+    while True:
+        page = _article_texts(
+            session,
+            (Article.first_seen_at >= since) & (Article.id > last_id)
+            if last_id
+            else Article.first_seen_at >= since,
+            page_size,
+        )
+        if not page:
+            return
+        yield page
+        last_id = page[-1].id
+        if len(page) < page_size:
+            return
 
 
 def articles_since(session: Session, since: datetime) -> Iterator[ArticleText]:
-    """Articles first seen at or after `since`, oldest id first, streamed."""
-    return _article_texts(session, Article.first_seen_at >= since)
+    """Articles first seen at or after `since`, oldest id first, a page at a time."""
+    for page in article_pages(session, since):
+        yield from page
+
+
+def undelivered_match_articles(
+    session: Session, topic_ids: Sequence[int], before: datetime
+) -> list[int]:
+    """Articles first seen before `before` with a not yet delivered match of these topics.
+
+    A backfill re-checks them too, so an edited topic leaves no stale match behind
+    outside its window either.
+    """
+    delivered = select(DigestItem.id).where(DigestItem.match_id == Match.id).exists()
+    rows = session.scalars(
+        select(Match.article_id)
+        .join(Article, Article.id == Match.article_id)
+        .where(Match.topic_id.in_(list(topic_ids)), Article.first_seen_at < before, ~delivered)
+        .distinct()
+    )
+    return sorted(rows)
 
 
 def store_matches(
     session: Session, matches: Sequence[MatchRecord], now: datetime, *, replace: bool = False
 ) -> int:
-    """Insert matches, once per (article, topic); returns how many were new.
+    """Insert matches, once per (article, topic); returns how many rows were written.
 
-    With `replace`, an existing match's score, terms and snippet are updated (an edited
-    query re-applied); otherwise the first match stands.
+    Without `replace` the first match stands and only new rows count. With `replace`
+    (an edited query re-applied) an existing match gets the new score, terms and
+    snippet but keeps its `matched_at`, and updated rows count too.
     """
-    if not matches:
-        return 0
-    values = [
-        {
-            "article_id": m.article_id,
-            "topic_id": m.topic_id,
-            "score": m.score,
-            "terms": list(m.terms),
-            "snippet": m.snippet,
-            "highlights": [list(span) for span in m.highlights],
-            "matched_at": now,
-        }
-        for m in matches
-    ]
-    statement = insert(session, Match).values(values)
-    if replace:
-        statement = statement.on_conflict_do_update(
-            index_elements=["article_id", "topic_id"],
-            set_={
-                "score": statement.excluded.score,
-                "terms": statement.excluded.terms,
-                "snippet": statement.excluded.snippet,
-                "highlights": statement.excluded.highlights,
-            },
+    unique = {(m.article_id, m.topic_id): m for m in matches}
+    # Sorted rows make concurrent writers lock in one order: they wait, not deadlock.
+    ordered = [unique[key] for key in sorted(unique)]
+    written = 0
+    for start in range(0, len(ordered), CHUNK):
+        statement = insert(session, Match).values(
+            [
+                {
+                    "article_id": m.article_id,
+                    "topic_id": m.topic_id,
+                    "score": m.score,
+                    "terms": list(m.terms),
+                    "snippet": m.snippet,
+                    "highlights": [list(span) for span in m.highlights],
+                    "matched_at": now,
+                }
+                for m in ordered[start : start + CHUNK]
+            ]
         )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=["article_id", "topic_id"])
-    # RETURNING yields only the rows this statement inserted (or updated, with replace)
-    return len(session.execute(statement.returning(Match.id)).all())
-
-
-def drop_stale_matches(
-    session: Session, topic_id: int, since: datetime, keep_article_ids: set[int]
-) -> int:
-    """After re-applying an edited topic: remove its undelivered matches that no longer hold."""
-    delivered = select(DigestItem.match_id)
-    stale = (
-        select(Match.id)
-        .join(Article, Article.id == Match.article_id)
-        .where(
-            and_(
-                Match.topic_id == topic_id,
-                Article.first_seen_at >= since,
-                Match.id.not_in(delivered),
-                Match.article_id.not_in(keep_article_ids) if keep_article_ids else True,
+        if replace:
+            statement = statement.on_conflict_do_update(
+                index_elements=["article_id", "topic_id"],
+                set_={
+                    "score": statement.excluded.score,
+                    "terms": statement.excluded.terms,
+                    "snippet": statement.excluded.snippet,
+                    "highlights": statement.excluded.highlights,
+                },
             )
-        )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=["article_id", "topic_id"])
+        # RETURNING yields only the rows this statement wrote: a match another process
+        # inserted first is not counted again.
+        written += len(session.execute(statement.returning(Match.id)).all())
+    return written
+
+
+def drop_stale_matches(session: Session, topic_id: int, keep_article_ids: set[int]) -> int:
+    """After re-applying an edited topic: remove its undelivered matches that no longer hold.
+
+    Every undelivered match of the topic whose article is not in `keep_article_ids`
+    goes; delivered ones stay as the record of what was sent.
+    """
+    delivered = select(DigestItem.id).where(DigestItem.match_id == Match.id).exists()
+    rows = session.execute(
+        select(Match.id, Match.article_id).where(Match.topic_id == topic_id, ~delivered)
     )
-    ids = list(session.scalars(stale))
-    if ids:
-        session.execute(delete(Match).where(Match.id.in_(ids)))
-    return len(ids)
+    stale = sorted(match_id for match_id, article_id in rows if article_id not in keep_article_ids)
+    for start in range(0, len(stale), CHUNK):
+        session.execute(delete(Match).where(Match.id.in_(stale[start : start + CHUNK])))
+    return len(stale)
 
 
 def topic_summaries(session: Session, since: datetime) -> list[TopicSummary]:
@@ -207,17 +309,21 @@ def topic_summaries(session: Session, since: datetime) -> list[TopicSummary]:
         select(Topic.name, Topic.query, Topic.active, func.count(Match.id), recent)
         .outerjoin(Match, Match.topic_id == Topic.id)
         .group_by(Topic.id, Topic.name, Topic.query, Topic.active)
-        .order_by(Topic.name)
+        .order_by(Topic.active.desc(), Topic.name)
     )
-    return [TopicSummary(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+    return [TopicSummary(r[0], r[1], bool(r[2]), r[3], r[4]) for r in rows]
 
 
 def article_urls(session: Session, ids: Sequence[int]) -> dict[int, str | None]:
     """The link of each article, by id."""
-    if not ids:
-        return {}
-    rows = session.execute(select(Article.id, Article.url).where(Article.id.in_(ids)))
-    return {row[0]: row[1] for row in rows}
+    wanted = sorted(set(ids))
+    urls: dict[int, str | None] = {}
+    for start in range(0, len(wanted), CHUNK):
+        rows = session.execute(
+            select(Article.id, Article.url).where(Article.id.in_(wanted[start : start + CHUNK]))
+        )
+        urls.update((row[0], row[1]) for row in rows)
+    return urls
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,23 +337,17 @@ class MatchLine:
 
 
 def matches_for_articles(session: Session, article_ids: Sequence[int]) -> list[MatchLine]:
-    """The matches of the given articles, best first (for a poll's report)."""
+    """The matches of the given articles, by topic, best first (for a poll's report)."""
     lines: list[MatchLine] = []
-    ids = list(article_ids)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        first_source = (
-            select(func.min(Source.name))
-            .join(Sighting, Sighting.source_id == Source.id)
-            .where(Sighting.article_id == Article.id)
-            .scalar_subquery()
-        )
+    ids = sorted(set(article_ids))
+    for start in range(0, len(ids), CHUNK):
+        source = _first_source()
         rows = session.execute(
-            select(Topic.name, Match.score, Article.title, Article.url, first_source, Match.terms)
+            select(Topic.name, Match.score, Article.title, Article.url, source, Match.terms)
             .join(Match, Match.topic_id == Topic.id)
             .join(Article, Article.id == Match.article_id)
-            .where(Match.article_id.in_(chunk))
+            .where(Match.article_id.in_(ids[start : start + CHUNK]))
         )
-        lines.extend(MatchLine(r[0], r[1], r[2], r[3], r[4] or "", tuple(r[5])) for r in rows)
+        lines.extend(MatchLine(r[0], r[1], r[2], r[3], r[4] or "", tuple(r[5] or ())) for r in rows)
     lines.sort(key=lambda m: (m.topic, -m.score, m.title))
     return lines
