@@ -8,13 +8,13 @@ CANCEL_NEW, so a poll still running when the next is due makes the new run cance
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
-from prefect.schedules import Cron
+from prefect.schedules import Cron, Interval
 from prefect.types.entrypoint import EntrypointType
 
 from flows.digest import digest_flow
@@ -23,6 +23,10 @@ from newswatch.config import Config
 
 POLL_DEPLOYMENT = "poll"
 TAGS = ["newswatch"]
+
+# Polls fall on fixed times (every 15 minutes: :00, :15, :30, :45 UTC) that do not move
+# when `newswatch serve` restarts; Prefect's default anchor is the moment of registration.
+POLL_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def digest_deployment_name(name: str) -> str:
@@ -44,7 +48,9 @@ def build_deployments(config: Config) -> list[RunnerDeployment]:
             RunnerDeployment,
             poll_flow.to_deployment(
                 name=POLL_DEPLOYMENT,
-                interval=timedelta(minutes=config.poll.interval_minutes),
+                schedules=[
+                    Interval(timedelta(minutes=config.poll.interval_minutes), POLL_ANCHOR, "UTC")
+                ],
                 parameters={"config_path": config_path, "all_sources": False},
                 concurrency_limit=ConcurrencyLimitConfig(
                     limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
