@@ -69,6 +69,12 @@ def config() -> Config:
     return load_config(_State.config_path)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"newswatch {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     config_path: Annotated[
@@ -89,13 +95,17 @@ def main_options(
         ),
     ] = True,
     version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            is_eager=True,
+            # a callback: click runs the group's own callback only once a command is given
+            callback=_print_version,
+        ),
     ] = False,
 ) -> None:
     """Poll news feeds, store each article once, flag watch topics, deliver digests."""
-    if version:
-        typer.echo(f"newswatch {__version__}")
-        raise typer.Exit()
     _State.config_path = config_path
     _State.use_prefect = prefect and os.environ.get("NEWSWATCH_PREFECT", "1") != "0"
 
