@@ -56,6 +56,11 @@ DEADLINE_S = 150  # for any one wait below; a busy 2-core machine is slow to sta
 T = TypeVar("T")
 
 
+def prefect_server_command(host: str, port: int) -> list[str]:
+    """`prefect server start` as this test runs it; docker-compose.yml runs the same."""
+    return ["prefect", "server", "start", "--host", host, "--port", str(port)]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -272,7 +277,7 @@ def scenario(_pg_server: _PgServer, tmp_path_factory: pytest.TempPathFactory) ->
             f"postgresql+asyncpg://{_pg_server.user}@{_pg_server.host}:{_pg_server.port}/{dbname}"
         )
         processes.start(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [str(BIN / "prefect"), *prefect_server_command("127.0.0.1", port)[1:]],
             _env(
                 home,
                 PREFECT_API_DATABASE_CONNECTION_URL=database_url,
