@@ -15,9 +15,11 @@ For each channel of a digest (email, markdown, html, text) a run goes, in
 A run that died in step 2 leaves an email attempt in `sending`: the message may
 have reached the server. The next run records it as sent, with a note naming its
 Message-ID, and does not send it again: losing one digest is possible, receiving
-one twice is not. The same goes for a `DeliveryError` whose outcome is "unknown"
-(the connection broke after DATA) or "partial" (some recipients refused). An
-interrupted file attempt is simply written again, to the same path.
+one twice is not. (A run cannot tell a dead sender from one still sending; the
+owner's own outcome, recorded later, wins: `mark_failed` puts it back.) The same
+goes for a `DeliveryError` whose outcome is "unknown" (the connection broke after
+DATA) or "partial" (some recipients refused). An interrupted file attempt is
+simply written again, to the same path.
 
 How far back a run reaches (the catch-up window for a first digest, a new topic,
 a new feed) is `storage.digests.claim_windows`.
@@ -367,8 +369,8 @@ def _resolve_interrupted(db: Database, name: str, now: datetime) -> list[Channel
     with db.session() as session:
         for attempt in interrupted_attempts(session, name, "email"):
             note = (
-                f"an earlier run was interrupted while sending Message-ID {attempt.message_id}; "
-                "recorded as sent and not sent again"
+                f"Message-ID {attempt.message_id} was handed over by a run that never recorded "
+                "the outcome (interrupted, or still sending); recorded as sent, not sent again"
             )
             if resolve_interrupted(session, attempt, now, note):
                 results.append(

@@ -174,6 +174,8 @@ def _undelivered(name: str, channel: str, windows: Sequence[TopicWindow]) -> Sel
         *(
             and_(
                 Match.topic_id == window.topic_id,
+                # matched no earlier than first seen: lets (topic_id, matched_at) narrow the scan
+                Match.matched_at >= window.since,
                 Article.first_seen_at >= window.since,
                 Article.published_at >= window.since,
             )
