@@ -286,7 +286,8 @@ def _database_url(path: Path, parsed: ConfigFile, env: Mapping[str, str]) -> str
     prefix = "sqlite:///"
     if url.startswith(prefix) and url != "sqlite://":
         target = url[len(prefix) :]
-        if target and target != ":memory:" and not Path(target).is_absolute():
+        relative = not Path(target).is_absolute() and not target.startswith("file:")
+        if target and target != ":memory:" and relative:
             # a relative SQLite file lives beside the config, wherever the command runs
             return prefix + str(path.parent / target)
     return url
