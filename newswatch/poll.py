@@ -8,6 +8,12 @@ all call `poll_sources`.
 A feed's articles and its new HTTP validators (ETag, Last-Modified) are committed in
 the same transaction: a poll killed at any point either stored both or neither, so the
 next poll fetches the feed again and its ON CONFLICT inserts duplicate nothing.
+
+Parsing and storing run on one worker thread, never on the event loop: a 20 MB entry
+takes seconds to parse, and on the loop it would stall every fetch in flight into a
+false read timeout. One worker keeps a feed's stores in order and the database to one
+writer per poll. A feed whose parse or store fails in an unexpected way gets that error
+stored and the poll goes on; only an unusable database (`DatabaseError`) stops it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +34,7 @@ from sources.fetch import FetchOptions, FetchRequest, FetchResult, fetch_feeds
 from sources.identity import article_identity
 from sources.model import Entry
 from sources.parse import parse_feed
-from storage.db import Database
+from storage.db import Database, DatabaseError
 from storage.feeds import record_outcomes
 from storage.ingest import store_articles
 from storage.records import ArticleRecord, DueSource, FeedOutcome
@@ -212,21 +219,36 @@ class _Poll:
         if len(self.pending) >= _OUTCOME_FLUSH:
             self.flush()
 
+    def failed(
+        self, source: DueSource, result: FetchResult, base: FeedReport, err: FeedError
+    ) -> None:
+        self.pending.append(self.outcome(source, result, err.kind, err))
+        self.finish(_replace(base, status=err.kind, error=str(err)))
+
     def store(self, source: DueSource, result: FetchResult, base: FeedReport) -> None:
         assert result.body is not None
         try:
             parsed = parse_feed(result.body, result.final_url, result.content_type)
+            records = [entry_record(entry, result.final_url) for entry in parsed.entries]
         except ContentError as err:
-            self.pending.append(self.outcome(source, result, err.kind, err))
-            self.finish(_replace(base, status=err.kind, error=str(err)))
+            self.failed(source, result, base, err)
             return
-        records = [entry_record(entry, result.final_url) for entry in parsed.entries]
-        with self.db.session() as session:
-            stored = store_articles(session, source.id, records, self.now)
-            matches = self.processor.process(session, stored.new_article_ids, self.now)
-            record_outcomes(
-                session, [self.outcome(source, result, "ok", None, len(stored.new_article_ids))]
-            )
+        except Exception as exc:  # a parser surprise on one feed must not stop the others
+            self.failed(source, result, base, _unexpected("parsing", result.final_url, exc))
+            return
+        try:
+            with self.db.session() as session:
+                stored = store_articles(session, source.id, records, self.now)
+                matches = self.processor.process(session, stored.new_article_ids, self.now)
+                record_outcomes(
+                    session,
+                    [self.outcome(source, result, "ok", None, len(stored.new_article_ids))],
+                )
+        except DatabaseError:
+            raise
+        except Exception as exc:  # rolled back; e.g. a value this backend refuses
+            self.failed(source, result, base, _unexpected("storing", result.final_url, exc))
+            return
         self.report.new_article_ids.extend(stored.new_article_ids)
         self.report.new_matches += matches
         self.finish(
@@ -237,6 +259,11 @@ class _Poll:
                 error=parsed.warning and f"recovered from: {parsed.warning}",
             )
         )
+
+
+def _unexpected(doing: str, url: str, exc: BaseException) -> FeedError:
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    return FeedError(f"unexpected {type(exc).__name__} {doing} {url}: {first_line}")
 
 
 def _replace(report: FeedReport, **changes: object) -> FeedReport:
@@ -268,15 +295,19 @@ async def poll_sources(
         FetchRequest(key=s.id, url=s.url, etag=s.etag, last_modified=s.last_modified) for s in due
     ]
     done: set[int] = set()
+    loop = asyncio.get_running_loop()
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="newswatch-store")
     try:
         async with asyncio.timeout(config.poll.deadline):
             async for result in fetch_feeds(requests, fetch_options(config)):
                 source = by_id[result.request.key]
                 done.add(source.id)
-                state.handle(source, result)
+                await loop.run_in_executor(worker, state.handle, source, result)
     except TimeoutError:
         pass
     finally:
+        # A feed being stored when the deadline passed is finished, not abandoned half-way.
+        worker.shutdown(wait=True)
         state.flush()
     for source in due:
         if source.id not in done:
