@@ -358,7 +358,9 @@ def _prepare(
             return _Prepared(attempt, view, message=message, message_id=message_id)
         if not output and attempt.output_path and attempt.output_path != STDOUT:
             target = Path(attempt.output_path)  # a retry rewrites the file it meant to write
-        text = _render(view, channel)
+        text = (
+            result.markdown if channel == "markdown" and result.markdown else _render(view, channel)
+        )
         mark_sending(session, attempt, None, output_path=str(target) if target else STDOUT)
         return _Prepared(attempt, view, text=text, target=target)
 

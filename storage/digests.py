@@ -31,7 +31,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
@@ -249,26 +261,26 @@ def claim_matches(session: Session, attempt: Attempt, windows: Sequence[TopicWin
     """
     if not windows:
         return 0
-    ids = list(session.scalars(_undelivered(attempt.name, attempt.channel, windows)))
-    claimed = 0
-    for start in range(0, len(ids), CHUNK):
-        values = [
-            {
-                "digest_id": attempt.id,
-                "digest_name": attempt.name,
-                "channel": attempt.channel,
-                "match_id": match_id,
-            }
-            for match_id in ids[start : start + CHUNK]
-        ]
-        statement = (
-            insert(session, DigestItem)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["digest_name", "channel", "match_id"])
-            .returning(DigestItem.id)
+    # One INSERT … SELECT: the ids never travel through Python, and on PostgreSQL the
+    # rows are locked in the SELECT's order, the same in every run.
+    candidates = _undelivered(attempt.name, attempt.channel, windows).subquery()
+    rows = (
+        select(
+            literal(attempt.id, Integer),
+            literal(attempt.name, String),
+            literal(attempt.channel, String),
+            candidates.c.id,
         )
-        claimed += len(session.execute(statement).all())
-    return claimed
+        .where(true())  # SQLite parses INSERT … SELECT … ON CONFLICT only with a WHERE
+        .order_by(candidates.c.id)
+    )
+    statement = (
+        insert(session, DigestItem)
+        .from_select(["digest_id", "digest_name", "channel", "match_id"], rows)
+        .on_conflict_do_nothing(index_elements=["digest_name", "channel", "match_id"])
+        .returning(DigestItem.id)
+    )
+    return len(session.execute(statement).all())
 
 
 def preview_matches(
