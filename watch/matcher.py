@@ -31,13 +31,14 @@ the original text (not the normal form) around the densest cluster of hits, with
 from __future__ import annotations
 
 import hashlib
+import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import ahocorasick
 
-from watch.normalize import fold, word_spans
+from watch.normalize import fold_fields, word_bounds
 from watch.query import (
     And,
     Not,
@@ -64,7 +65,7 @@ _BODY_WEIGHT = 1.0
 _REPEAT_BONUS = 0.1
 _MAX_REPEATS = 5
 _SPREAD_SCALE = 5.0
-_FIELD_BREAK = " \x01 "  # one pseudo-word between title and text: no phrase spans both
+_SPACES = re.compile("  +")
 _WHITESPACE_TO_SPACE = str.maketrans("\n\r\t\f\v", "     ")
 
 
@@ -174,9 +175,13 @@ def _near(left: Sequence[_Leaf], right: Sequence[_Leaf], distance: int, doc: _Do
 class _Compiler:
     def __init__(self) -> None:
         self.keys: dict[str, int] = {}
+        self._texts: list[str] = []
 
     def key(self, text: str) -> int:
-        return self.keys.setdefault(text, len(self.keys))
+        key = self.keys.setdefault(text, len(self.keys))
+        if key == len(self._texts):
+            self._texts.append(text)
+        return key
 
     def leaf(self, node: Term | Phrase | Prefix) -> _Leaf:
         title_only = node.field == "title"
@@ -200,6 +205,40 @@ class _Compiler:
         namespace = {"N": tuple(nears), "near": _near}
         function: _Eval = eval(source, namespace)  # noqa: S307 - see docstring
         return function
+
+    def anchor(self, node: Query) -> frozenset[int]:
+        """Keys one of which every article the query matches contains.
+
+        A topic is evaluated only for articles that hit one of its anchor keys. The
+        anchor is the smallest of the query's required clauses (an AND's operands,
+        both sides of a NEAR; an OR needs one of its operands), so a topic such as
+        `(Israel OR Israeli) AND deconfliction` waits for "deconfliction" instead
+        of running on every article that mentions Israel.
+        """
+        clauses = self._clauses(node)
+        if not clauses:  # the parser rejects such queries; stay correct regardless
+            return frozenset(self.leaf(x).key for x in leaves(node))
+        return min(clauses, key=lambda c: (len(c), -min(len(self.text(k)) for k in c)))
+
+    def text(self, key: int) -> str:
+        return self._texts[key]
+
+    def _clauses(self, node: Query) -> list[frozenset[int]]:
+        if isinstance(node, Term | Phrase | Prefix):
+            return [frozenset((self.leaf(node).key,))]
+        if isinstance(node, And):
+            return [c for child in node.children for c in self._clauses(child)]
+        if isinstance(node, Or):
+            union: set[int] = set()
+            for child in node.children:
+                options = self._clauses(child)
+                if not options:
+                    return []
+                union |= min(options, key=len)
+            return [frozenset(union)]
+        if isinstance(node, Not):
+            return []
+        return self._clauses(node.left) + self._clauses(node.right)
 
     def _expr(
         self, node: Query, nears: list[tuple[tuple[_Leaf, ...], tuple[_Leaf, ...], int]]
@@ -252,6 +291,7 @@ class Matcher:
         """Parse and compile `topics`; a bad query raises QueryError naming its topic."""
         compiler = _Compiler()
         compiled: list[_Topic] = []
+        anchors: list[frozenset[int]] = []
         for spec in topics:
             try:
                 query = parse_query(spec.query, aliases)
@@ -260,9 +300,10 @@ class Matcher:
             test = compiler.build(query)
             positive = tuple(dict.fromkeys(compiler.leaf(x) for x in leaves(query)))
             compiled.append(_Topic(spec.name, float(spec.min_score), test, positive))
+            anchors.append(compiler.anchor(query))
         by_key: list[list[int]] = [[] for _ in compiler.keys]
-        for index, topic in enumerate(compiled):
-            for key in sorted({leaf.key for leaf in topic.leaves}):
+        for index, anchor in enumerate(anchors):
+            for key in sorted(anchor):
                 by_key[key].append(index)
         automaton: ahocorasick.Automaton | None = None
         if compiler.keys:
@@ -296,11 +337,10 @@ class Matcher:
 
     def _match_batch(self, docs: Sequence[Document]) -> Iterator[TopicMatch]:
         assert self._automaton is not None
-        parts: list[str] = []
-        for doc in docs:
-            parts += (fold(doc.title), "\x01", fold(doc.text), "\x02")
-        # " title words \x01 text words \x02 title words \x01 ... \x02 ", single spaces.
-        hay = " " + " ".join(" ".join(parts).split()) + " "
+        # " title words \x01 text words \x02 title words \x01 ... \x02 ", single spaces:
+        # folded and scanned in one piece, so an article that hits nothing costs no
+        # Python code of its own.
+        hay = _SPACES.sub(" ", " " + fold_fields(docs))
         ends: list[int] = []  # offset of each document's \x02
         find = hay.find
         at = find("\x02")
@@ -308,46 +348,50 @@ class Matcher:
             ends.append(at)
             at = find("\x02", at + 1)
         per_doc: dict[int, dict[int, list[int]]] = {}
-        index, limit = 0, ends[0]
+        limit = -1
+        hits: dict[int, list[int]] = {}
+        # Hits come in text order, so each document's hits arrive together.
         for end, (key, length) in self._automaton.iter(hay):
             if end > limit:
                 index = bisect_right(ends, end)
                 limit = ends[index]
-            hits = per_doc.get(index)
-            if hits is None:
                 hits = per_doc[index] = {}
             offsets = hits.get(key)
             if offsets is None:
                 hits[key] = [end - length + 1]
             else:
                 offsets.append(end - length + 1)
-        for index in sorted(per_doc):
-            start = ends[index - 1] + 1 if index else 0
-            yield from self._evaluate(docs[index], hay, start, ends[index] + 1, per_doc[index])
+        by_key = self._by_key
+        for index, hits in per_doc.items():
+            candidates: set[int] = set()
+            for key in hits:
+                candidates.update(by_key[key])
+            if candidates:
+                start = ends[index - 1] + 1 if index else 0
+                state = _Doc(hay, start, ends[index] + 1, hits)
+                yield from self._evaluate(docs[index], state, sorted(candidates))
 
     def _evaluate(
-        self, doc: Document, hay: str, start: int, end: int, hits: dict[int, list[int]]
+        self, doc: Document, state: _Doc, candidates: Sequence[int]
     ) -> Iterator[TopicMatch]:
-        by_key = self._by_key
-        candidates: set[int] = set()
-        for key in hits:
-            candidates.update(by_key[key])
-        state = _Doc(hay, start, end, hits)
-        for index in sorted(candidates):
+        for index in candidates:
             topic = self._topics[index]
-            if topic.test(hits, state.in_title, state):
+            if topic.test(state.hits, state.in_title, state):
                 match = _explain(topic, doc, state)
-                if match.score >= topic.min_score:
+                if match is not None:
                     yield match
 
 
 # ---------------------------------------------------------------- explanation
 
 
-def _explain(topic: _Topic, doc: Document, state: _Doc) -> TopicMatch:
+def _explain(topic: _Topic, doc: Document, state: _Doc) -> TopicMatch | None:
+    """The match with its score, terms and snippet; None when it scores below the minimum."""
     per_leaf = [(leaf, state.leaf_hits(leaf)) for leaf in topic.leaves]
     per_leaf = [(leaf, hits) for leaf, hits in per_leaf if hits]
     score = _score(per_leaf)
+    if score < topic.min_score:
+        return None
     terms = _terms(per_leaf, state)
     snippet, highlights = _snippet(per_leaf, doc, state)
     return TopicMatch(topic.name, doc.id, score, terms, snippet, highlights)
@@ -414,14 +458,15 @@ def _snippet(
     in_text = any(h[0] == 1 for _, hits in per_leaf for h in hits)
     field = 1 if in_text and doc.text else 0
     source = doc.text if field else doc.title
-    spans = word_spans(source)
     # Hits count words over title, break marker and text; make them field-relative.
     base = 0 if field == 0 else state.hay.count(" ", state.start, state.title_end)
+    last = max((h[2] for _, hits in per_leaf for h in hits if h[0] == field), default=base)
+    spans = word_bounds(source, last - base)
     marks: list[tuple[int, int, int]] = []  # (char start, char end, leaf number)
     for number, (_, hits) in enumerate(per_leaf):
         for f, start, end in hits:
             if f == field and start >= base and end - base <= len(spans):
-                marks.append((spans[start - base][1], spans[end - base - 1][2], number))
+                marks.append((spans[start - base][0], spans[end - base - 1][1], number))
     marks.sort()
     if not marks:
         return _clip(source, 0, min(len(source), SNIPPET_CHARS)), ()

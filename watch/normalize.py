@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import codecs
 import re
+import threading
 import unicodedata
+from collections.abc import Sequence
+from itertools import islice
+from typing import Protocol
 
 # İ (U+0130) casefolds to "i̇" (i + combining dot) and ı (U+0131) has no ASCII fold:
 # map both to plain i before folding so Turkish spellings meet English ones.
@@ -65,6 +69,8 @@ _CHUNK_CACHE_SIZE = 100_000
 
 
 def _fold_chunk(chunk: str) -> str:
+    # Character-by-character translation through a Python mapping is slow; news
+    # vocabularies repeat, so whole whitespace-separated chunks are folded once.
     folded = chunk.translate(_FOLD)
     _CHUNKS[chunk] = folded
     return folded
@@ -95,8 +101,101 @@ def fold(text: str) -> str:
         pass
     else:
         return raw.translate(_ASCII_FOLD).decode("ascii")
-    # Character-by-character translation through a Python mapping is slow; news
-    # vocabularies repeat, so fold whole whitespace-separated chunks through a cache.
+    return _fold_chunks(text)
+
+
+FIELD_BREAK = "\x01"  # between an article's title and its text in `fold_fields`
+DOC_BREAK = "\x02"  # after each article in `fold_fields`
+_SET_ASIDE = "\x03"  # where `fold_fields` splices in text folded the slow way
+_MARKS = FIELD_BREAK + DOC_BREAK + _SET_ASIDE
+_ASCII_FOLD_MARKED = bytes(c if chr(c) in _MARKS else _ASCII_FOLD[c] for c in range(256))
+_FOLD_FIELDS_ERRORS = "newswatch.fold-fields"
+_set_aside = threading.local()
+_LATIN_RUNS: dict[str, str] = {}  # non-ASCII runs that fold to ASCII: typographic quotes, é, ş
+
+
+def _fold_fields_error(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text, start = err.object, err.start
+    run = text[start : err.end]
+    piece = _LATIN_RUNS.get(run)
+    if piece is not None:
+        return piece, err.end
+    piece = run.translate(_FOLD)
+    if piece.isascii():
+        if len(_LATIN_RUNS) < _CHUNK_CACHE_SIZE:
+            _LATIN_RUNS[run] = piece
+        return piece, err.end
+    # Not Latin script: fold the rest of this field through the chunk cache in one go
+    # (one call per field, not per word), set it aside and leave a placeholder.
+    end = len(text)
+    for mark in (FIELD_BREAK, DOC_BREAK):
+        at = text.find(mark, start)
+        if 0 <= at < end:
+            end = at
+    _set_aside.pieces.append(_fold_chunks(text[start:end]) + " ")
+    return _SET_ASIDE, end
+
+
+codecs.register_error(_FOLD_FIELDS_ERRORS, _fold_fields_error)
+
+
+class _Fields(Protocol):
+    @property
+    def title(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+
+
+# The commonest non-ASCII characters of English news, all folding to a space: replacing
+# them first (a C-level scan each) spares most calls to the codec's error handler.
+_TYPOGRAPHY = ("\u2019", "\u201c", "\u201d", "\u2014", "\u2018", "\u2013", "\u00a0")
+
+
+def fold_fields(docs: Sequence[_Fields]) -> str:
+    """Title and text of every document folded at once: the batch form of `fold`.
+
+    Returns ``title \x01 text \x02 title \x01 text \x02 ...`` where each title and
+    text is its `fold` (same words; spacing not promised): one pass over the whole
+    batch instead of one Python call per field is what makes scanning thousands of
+    articles cheap. Break characters inside the texts themselves become spaces.
+    """
+    raw = " \x02 ".join([f"{d.title} \x01 {d.text}" for d in docs]) + " \x02 "
+    if raw.count(FIELD_BREAK) != len(docs) or raw.count(DOC_BREAK) != len(docs):
+        raw = _rejoin_clean(docs)
+    if raw.isascii():
+        return raw.encode("ascii").translate(_ASCII_FOLD_MARKED).decode("ascii")
+    if _SET_ASIDE in raw:
+        raw = _rejoin_clean(docs)
+    for char in _TYPOGRAPHY:
+        raw = raw.replace(char, " ")
+    pieces: list[str] = []
+    _set_aside.pieces = pieces
+    try:
+        raw_ascii = raw.encode("ascii", _FOLD_FIELDS_ERRORS)
+    finally:
+        _set_aside.pieces = None
+    folded = raw_ascii.translate(_ASCII_FOLD_MARKED).decode("ascii")
+    if not pieces:
+        return folded
+    parts: list[str] = folded.split(_SET_ASIDE)
+    spliced = [""] * (2 * len(parts) - 1)
+    spliced[0::2] = parts
+    spliced[1::2] = pieces
+    return "".join(spliced)
+
+
+_UNMARK = str.maketrans(_MARKS, " " * len(_MARKS))
+
+
+def _rejoin_clean(docs: Sequence[_Fields]) -> str:
+    """The batch text with break characters inside titles and texts made spaces."""
+    fields = [(d.title.translate(_UNMARK), d.text.translate(_UNMARK)) for d in docs]
+    return " \x02 ".join([f"{title} \x01 {text}" for title, text in fields]) + " \x02 "
+
+
+def _fold_chunks(text: str) -> str:
     cache = _CHUNKS
     if len(cache) > _CHUNK_CACHE_SIZE:
         cache.clear()
@@ -122,14 +221,29 @@ def fold_with_offsets(text: str) -> tuple[str, list[int]]:
 _NON_SPACE = re.compile(r"\S+")
 
 
-def word_spans(text: str) -> list[tuple[str, int, int]]:
+def word_spans(text: str, limit: int | None = None) -> list[tuple[str, int, int]]:
     """The normalised words of `text` with their `[start, end)` spans in the original text.
 
     A span covers the whole original word, including combining marks and tatweels
-    the normal form dropped, so highlighting it never cuts a character apart.
+    the normal form dropped, so highlighting it never cuts a character apart. With
+    `limit`, only the first `limit` words.
     """
-    if text.isascii():
-        return [(m.group(), m.start(), m.end()) for m in _NON_SPACE.finditer(fold(text))]
+    folded = _fold_one_for_one(text)
+    if folded is not None:
+        found = _NON_SPACE.finditer(folded)
+        return [(m.group(), m.start(), m.end()) for m in islice(found, limit)]
+    return _spans_by_chunk(text, limit)
+
+
+def word_bounds(text: str, limit: int | None = None) -> list[tuple[int, int]]:
+    """The `[start, end)` spans of `word_spans(text, limit)`, without the words (cheaper)."""
+    folded = _fold_one_for_one(text)
+    if folded is not None:
+        return [m.span() for m in islice(_NON_SPACE.finditer(folded), limit)]
+    return [(start, end) for _, start, end in _spans_by_chunk(text, limit)]
+
+
+def _spans_by_chunk(text: str, limit: int | None) -> list[tuple[str, int, int]]:
     spans: list[tuple[str, int, int]] = []
     get = _CHUNKS.get
     for chunk_match in _NON_SPACE.finditer(text):
@@ -143,7 +257,20 @@ def word_spans(text: str) -> list[tuple[str, int, int]]:
             )
         else:
             spans.extend((w, base + s, base + e) for w, s, e in _chunk_spans(chunk))
+        if limit is not None and len(spans) >= limit:
+            return spans[:limit]
     return spans
+
+
+def _fold_one_for_one(text: str) -> str | None:
+    """`fold(text)` when it maps each character to exactly one (ASCII and most Latin text)."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
+    try:
+        raw = text.encode("ascii", _FOLD_ERRORS)
+    except UnicodeEncodeError:
+        return None
+    return raw.translate(_ASCII_FOLD).decode("ascii") if len(raw) == len(text) else None
 
 
 def _chunk_spans(text: str) -> list[tuple[str, int, int]]:
