@@ -564,6 +564,77 @@ def test_a_send_interrupted_before_it_was_recorded_is_not_sent_again(
     assert "<crashed.1@example.org>" in crashed.error
 
 
+def test_the_sender_outcome_wins_over_another_run_that_resolved_its_send(
+    newsroom: Newsroom,
+) -> None:
+    from storage.digests import (
+        claim_matches,
+        claim_windows,
+        interrupted_attempts,
+        mark_failed,
+        mark_sending,
+        resolve_interrupted,
+        take_attempt,
+    )
+
+    newsroom.matched("Slow send")
+    with newsroom.db.session() as session:
+        windows = claim_windows(session, "daily", "email", None, NOW, timedelta(hours=24))
+        attempt = take_attempt(session, "daily", "email", ["analyst@example.org"], NOW)
+        claim_matches(session, attempt, windows)
+        mark_sending(session, attempt, "<slow.1@example.org>")
+    with newsroom.db.session() as session:  # another run takes it for interrupted
+        (seen,) = interrupted_attempts(session, "daily", "email")
+        assert resolve_interrupted(session, seen, NOW, "resolved by another run")
+    with newsroom.db.session() as session:  # the sender then learns it failed
+        assert mark_failed(session, attempt.id, "<slow.1@example.org>", "connection refused")
+
+    (final,) = newsroom.attempts()
+    assert (final.status, final.error) == ("failed", "connection refused")
+
+
+def test_several_failed_attempts_are_merged_and_sent_as_one_email(
+    newsroom: Newsroom, smtp_server: SmtpServer, config_for: Any
+) -> None:
+    from storage.digests import claim_matches, claim_windows, mark_failed, take_attempt
+
+    for n in range(2):  # two runs that each failed with their own matches
+        newsroom.matched(f"Failed run {n}", seen=NOW - timedelta(hours=2 - n))
+        with newsroom.db.session() as session:
+            windows = claim_windows(session, "daily", "email", None, NOW, timedelta(hours=24))
+            attempt = take_attempt(session, "daily", "email", [], NOW, reusable=())
+            assert claim_matches(session, attempt, windows) == 1
+            mark_failed(session, attempt.id, None, "connection refused")
+
+    run(config_for(smtp=smtp_server), newsroom.db)
+
+    (received,) = smtp_server.messages
+    assert "Failed run 0" in text_part(received.message)
+    assert "Failed run 1" in text_part(received.message)
+    assert [a.status for a in newsroom.attempts()] == ["sent"]
+
+
+def test_an_interrupted_file_write_is_written_again_to_the_same_path(
+    newsroom: Newsroom, config_for: Any
+) -> None:
+    from storage.digests import claim_matches, claim_windows, mark_sending, take_attempt
+
+    newsroom.matched("Written twice is fine")
+    config = config_for(format="markdown")
+    target = Path(config.resolve("digests")) / "interrupted.md"
+    with newsroom.db.session() as session:
+        windows = claim_windows(session, "daily", "markdown", None, NOW, timedelta(hours=24))
+        attempt = take_attempt(session, "daily", "markdown", [], NOW)
+        claim_matches(session, attempt, windows)
+        mark_sending(session, attempt, None, output_path=str(target))
+
+    result = run(config, newsroom.db, now=NOW + timedelta(hours=1))
+
+    assert result.channels[0].path == str(target)
+    assert "Written twice is fine" in target.read_text()
+    assert [a.status for a in newsroom.attempts()] == ["sent"]
+
+
 def test_a_message_cut_off_after_data_is_recorded_as_sent_and_not_resent(
     newsroom: Newsroom, smtp_server_factory: SmtpServerFactory, config_for: Any
 ) -> None:
