@@ -39,9 +39,10 @@ format: env
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
+# The benchmarks against newsboat and rss2email (see bench/README.md); not part of `test`.
+# newsboat comes from Debian: apt-get install -y newsboat
 bench: env
-	$(UV) sync --frozen --group bench
-	$(RUN) --group bench python bench/run.py
+	$(RUN) --group bench python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .tools demo-output .pytest_cache .mypy_cache .ruff_cache
