@@ -95,14 +95,18 @@ class ChannelResult:
             return f"{head}: {self.error}"
         if self.status == "uncertain":
             return (
-                f"{head}: {self.stories} stories probably sent as Message-ID {self.message_id} "
+                f"{head}: {self._count} probably sent as Message-ID {self.message_id} "
                 f"({self.error}); recorded as sent, not sent again"
             )
         where = self.path or (self.message_id and f"as Message-ID {self.message_id}") or ""
         verb = {"sent": "sent", "written": "written to", "dry-run": "dry run, rendered to"}[
             self.status
         ]
-        return f"{head}: {self.stories} stories {verb} {where}".rstrip()
+        return f"{head}: {self._count} {verb} {where}".rstrip()
+
+    @property
+    def _count(self) -> str:
+        return f"{self.stories} {'story' if self.stories == 1 else 'stories'}"
 
 
 @dataclass(slots=True)

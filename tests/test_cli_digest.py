@@ -94,7 +94,7 @@ def test_digest_sends_the_email_and_says_so_in_one_line(
     assert (code, err) == (0, "")
     (line,) = out.splitlines()
     message_id = str(smtp_server.messages[0].message["Message-ID"])
-    assert line == f"digest 'daily' (email): 1 stories sent as Message-ID {message_id}"
+    assert line == f"digest 'daily' (email): 1 story sent as Message-ID {message_id}"
 
 
 def test_a_failed_send_exits_1_with_one_line(
@@ -148,7 +148,7 @@ def test_format_and_output_write_that_one_format_to_that_file(
     )
 
     assert code == 0
-    assert out == f"digest 'daily' (markdown): 1 stories written to {target}\n"
+    assert out == f"digest 'daily' (markdown): 1 story written to {target}\n"
     assert "Written to a file" in target.read_text()
     assert [a.channel for a in newsroom.attempts()] == ["markdown"]
 
@@ -165,7 +165,7 @@ def test_name_picks_the_digest(
     code, out, _ = cli(configure(tmp_path, database, digests=digests), "--name", "desk")
 
     assert code == 0
-    assert out.startswith("digest 'desk' (markdown): 1 stories written to ")
+    assert out.startswith("digest 'desk' (markdown): 1 story written to ")
     assert not (tmp_path / "daily").exists()
 
 
@@ -243,7 +243,7 @@ def test_a_run_killed_after_handing_over_the_message_is_not_sent_again(
     assert code == 0
     interrupted, sent = out.splitlines()
     assert "never recorded the outcome" in interrupted
-    assert sent.startswith("digest 'daily' (email): 1 stories sent")
+    assert sent.startswith("digest 'daily' (email): 1 story sent")
     (received,) = smtp_server.messages
     text = text_part(received.message)
     assert "After the crash" in text
