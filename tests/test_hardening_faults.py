@@ -67,10 +67,10 @@ def test_a_read_only_sqlite_database_ends_the_poll_with_one_line_and_nothing_wri
     path = sqlite_url.removeprefix("sqlite:///")
     read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
 
-    result = run_cli(config, read_only, "poll", "--all")
+    code, stderr = _invoke(config, read_only, "poll", "--all")
 
-    assert result.returncode == 3
-    assert "readonly database" in _one_line_error(result.stderr)
+    assert code == 3
+    assert "readonly database" in _one_line_error(stderr)
     assert count(sqlite_url, Article) == 2
     assert list(feed_states(sqlite_url)) == ["First"]
     assert feed_server.requests_to("/second.xml") == []
