@@ -3,9 +3,11 @@
 A task run costs Prefect a few milliseconds of client time, tens of milliseconds of
 server CPU and ~20 KB of its database, so feeds are never one task each: they are
 grouped by host into at most `MAX_TASKS` batches, each fetching many feeds with its
-own bounded concurrency, `PARALLEL_BATCHES` of them at a time. Per-feed failures are
-recorded by newswatch itself; only batch-level transient failures (the database
-briefly unreachable or locked) are retried by Prefect.
+own share of [poll] concurrency. The batches all run at once (threads): run one after
+another, each batch's slowest feed (up to [poll] feed_timeout) would add up; side by
+side they overlap, as in a poll without Prefect. Per-feed failures are recorded by
+newswatch itself; only batch-level transient failures (the database briefly
+unreachable or locked) are retried by Prefect.
 
 Tasks take the config file's path and plain dataclasses, never a session, engine or
 client (Prefect would try to hash them), and nothing is cached: every poll fetches.
@@ -13,6 +15,7 @@ client (Prefect would try to hash them), and nothing is cached: every poll fetch
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -37,7 +40,6 @@ from storage.db import DatabaseError
 from storage.records import DueSource
 
 MAX_TASKS = 50  # batches per poll, whatever the number of feeds
-PARALLEL_BATCHES = 2  # batch tasks running at once; they share [poll] concurrency
 POLL_TABLE_KEY = "newswatch-poll-feeds"
 POLL_MATCHES_KEY = "newswatch-poll-matches"
 
@@ -56,9 +58,11 @@ def batches(due: Sequence[DueSource], batch_size: int) -> list[list[DueSource]]:
         by_host[(urlsplit(source.url).hostname or "").lower()].append(source)
     count = min(MAX_TASKS, len(by_host), max(1, math.ceil(len(due) / batch_size)))
     groups: list[list[DueSource]] = [[] for _ in range(count)]
+    smallest_first = [(0, i) for i in range(count)]  # a heap of (size, batch index)
     for host in sorted(by_host, key=lambda h: (-len(by_host[h]), h)):
-        smallest = min(range(count), key=lambda i: (len(groups[i]), i))
-        groups[smallest].extend(by_host[host])
+        size, index = heapq.heappop(smallest_first)
+        groups[index].extend(by_host[host])
+        heapq.heappush(smallest_first, (size + len(by_host[host]), index))
     return [group for group in groups if group]
 
 
@@ -102,14 +106,17 @@ def plan_task(config_path: str, all_sources: bool, started_at: datetime) -> list
 def poll_batch_task(
     config_path: str, sources: list[DueSource], started_at: datetime, parallel: int
 ) -> PollReport:
-    """Poll one batch end to end, sharing the poll's concurrency and its deadline."""
+    """Poll one of `parallel` batches end to end, with its share of the poll's concurrency.
+
+    [poll] deadline bounds the whole poll, so a batch that starts late (a retry, a
+    busy machine) gets only what is left of it.
+    """
     config = load_config(config_path)
     poll = config.poll
-    # [poll] deadline bounds the whole poll, so a batch that starts late gets what is left
     elapsed = (datetime.now(UTC) - started_at).total_seconds()
     shared = poll.model_copy(
         update={
-            "concurrency": max(1, poll.concurrency // parallel),
+            "concurrency": max(1, math.ceil(poll.concurrency / parallel)),
             "deadline": max(0.001, poll.deadline - elapsed),
         }
     )
@@ -131,7 +138,7 @@ def _failed_batch(group: list[DueSource], error: BaseException) -> list[FeedRepo
     name="newswatch-poll",
     flow_run_name=poll_run_name,
     # Prefect types task_runner invariantly; a thread pool runner is what it expects
-    task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_BATCHES),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=MAX_TASKS),  # type: ignore[arg-type]
 )
 def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) -> PollReport:
     """Poll every due source (or every source with `all_sources`) once.
@@ -145,7 +152,7 @@ def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) ->
     started_at = datetime.now(UTC)
     due = plan_task(path, all_sources, started_at)
     groups = batches(due, config.poll.batch_size)
-    parallel = max(1, min(PARALLEL_BATCHES, len(groups)))
+    parallel = max(1, len(groups))
     futures: list[PrefectFuture[PollReport]] = [
         poll_batch_task.submit(path, group, started_at, parallel) for group in groups
     ]

@@ -24,9 +24,42 @@ from newswatch.config import load_config
 from newswatch.demo import demo_config_text, example_config
 from newswatch.demo_server import DemoServer
 from newswatch.poll import PollReport
+from storage.records import DueSource
 from tests.fixtures.http import SAMPLE_RSS, FeedServer
 
-pytestmark = pytest.mark.usefixtures("prefect_test_harness")
+
+def _sources(count: int, hosts: int) -> list[DueSource]:
+    return [
+        DueSource(n, f"feed {n}", f"https://host{n % hosts}.example/{n}.xml", None, None, 900)
+        for n in range(count)
+    ]
+
+
+def test_batches_never_exceed_max_tasks_however_many_feeds() -> None:
+    from flows.poll import MAX_TASKS, batches
+
+    groups = batches(_sources(8_000, hosts=1_000), batch_size=100)
+
+    assert len(groups) == MAX_TASKS
+    assert sorted(s.id for group in groups for s in group) == list(range(8_000))
+
+
+def test_batches_keep_each_host_in_one_batch() -> None:
+    from flows.poll import batches
+
+    groups = batches(_sources(1_000, hosts=37), batch_size=50)
+
+    hosts_per_group = [{s.url.split("/")[2] for s in group} for group in groups]
+    assert len(groups) == 20
+    assert sum(len(h) for h in hosts_per_group) == 37  # no host in two batches
+
+
+def test_batches_are_about_batch_size_when_hosts_are_many() -> None:
+    from flows.poll import batches
+
+    groups = batches(_sources(1_000, hosts=500), batch_size=100)
+
+    assert sorted(len(g) for g in groups) == [100] * 10
 
 
 def _artifacts(flow_run_id: UUID, key: str) -> list[Any]:
