@@ -38,15 +38,17 @@ broken by the smaller article id. Memory holds only the articles inside the wind
 
 from __future__ import annotations
 
+import collections
 import heapq
 import html
 import itertools
+import operator
 import re
 import zlib
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import repeat
 
 from watch.normalize import words
 
@@ -76,15 +78,16 @@ DEFAULT_SKETCH_SIZE = 16
 DEFAULT_MIN_SHARED_KEYS = 2
 _MAX_TITLE_WORDS = 40
 _MAX_SUMMARY_WORDS = 50
+_SUMMARY_HEAD_CHARS = 4000
+_MIN_SWEEP = 1024  # evictions between two sweeps of empty posting lists, at least
 
 _TAG = re.compile(r"<[^>]*>")
 # WordPress appends this to every excerpt; it would make syndicated copies differ.
 _WP_FOOTER = re.compile(r"The post .{0,500}? appeared first on .{0,200}$", re.DOTALL)
-_WORD = re.compile(r"\w+")
 
 
-def _word_set(text: str) -> frozenset[str]:
-    return frozenset(text.split())
+def _word_set(text: str) -> frozenset[bytes]:
+    return frozenset(text.encode().split())
 
 
 _NUMBER_WORDS = _word_set(
@@ -122,7 +125,7 @@ class Signature:
     """
 
     shingles: frozenset[int]
-    markers: frozenset[str]
+    markers: frozenset[bytes]
     keys: tuple[int, ...]
 
 
@@ -152,12 +155,36 @@ class StoryInfo:
     held_article_ids: frozenset[int]
 
 
-def _words(text: str) -> list[str]:
-    # ASCII text is already in NFKC/NFD form and has no combining marks, so
-    # lower-casing is the whole normal form: same output as normalize.words, 3x faster.
+# ASCII text folds one byte for one (the table of watch.normalize.fold): a C-level
+# translate and split give the UTF-8 bytes of exactly normalize.words, 3x faster.
+_ASCII_FOLD = bytes.maketrans(
+    bytes(range(128)),
+    bytes(ord(chr(c).lower()) if chr(c).isalnum() else 32 for c in range(128)),
+)
+
+
+def _words(text: str) -> list[bytes]:
+    """The words of `text` in the normal form of `normalize.words`, as UTF-8 bytes.
+
+    Bytes, because a word's stable hash is the CRC-32 of its bytes: one C call.
+    """
     if text.isascii():
-        return _WORD.findall(text.lower().replace("_", " "))
-    return words(text)
+        return text.encode("ascii").translate(_ASCII_FOLD).split()
+    return [word.encode() for word in words(text)]
+
+
+def _summary_words(summary: str) -> list[bytes]:
+    if len(summary) > _SUMMARY_HEAD_CHARS:
+        # A full article in the summary: the lede is in its head. Cleaning and
+        # splitting only the head gives the same first words when it has more than
+        # enough of them: what the cut spoils (a word, an entity) is at the very end.
+        head = summary[:_SUMMARY_HEAD_CHARS]
+        if head.rfind("<") > head.rfind(">"):
+            head = head[: head.rfind("<")]  # a tag cut in two would leave words behind
+        head_words = _words(_plain(head))
+        if len(head_words) > _MAX_SUMMARY_WORDS + 2:
+            return head_words[:_MAX_SUMMARY_WORDS]
+    return _words(_plain(summary))[:_MAX_SUMMARY_WORDS]
 
 
 def _plain(summary: str) -> str:
@@ -170,22 +197,12 @@ def _plain(summary: str) -> str:
     return summary
 
 
-class _WordHashes(dict[str, int]):
-    """Stable word hashes (CRC-32), cached: looking one up is a C-level dict hit."""
-
-    def __missing__(self, word: str) -> int:
-        if len(self) > 200_000:  # bounded (~25 MB): vocabularies grow without end
-            self.clear()
-        h = self[word] = zlib.crc32(word.encode())
-        return h
-
-
-_word_hashes = _WordHashes()
-# A bigram's hash is the hash of its pair of word hashes: tuples of ints hash the
-# same in every process (only str and bytes hashes are salted), on 64-bit CPython.
-_STOP_BIGRAMS = frozenset(
-    hash((_word_hashes[a], _word_hashes[b])) for a in _STOPWORDS for b in _STOPWORDS
-)
+# A word's hash is the CRC-32 of its bytes, a bigram's the hash of the pair of word
+# hashes: both are the same in every process (only str and bytes hashes are salted),
+# on 64-bit CPython, so every process finds the same candidates and stories.
+_crc32 = zlib.crc32
+_STOP_BIGRAMS = frozenset(hash((_crc32(a), _crc32(b))) for a in _STOPWORDS for b in _STOPWORDS)
+_is_stop_bigram = _STOP_BIGRAMS.__contains__
 
 
 def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_SIZE) -> Signature:
@@ -193,26 +210,24 @@ def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_S
     title_words = _words(title)[:_MAX_TITLE_WORDS]
     # The lede is what copies of one story share; some feeds put the whole article
     # in the summary, which would cost time and memory and dilute the similarity.
-    summary_words = _words(_plain(summary))[:_MAX_SUMMARY_WORDS]
-    lookup = _word_hashes.__getitem__
-    title_hashes = list(map(lookup, title_words))
-    summary_hashes = list(map(lookup, summary_words))
+    summary_words = _summary_words(summary)
     # Bigrams stay inside a field: the title's last word and the summary's first are
     # not a phrase, and outlets that retitle a story would pay for it twice.
     shingles = frozenset(
         itertools.chain(
-            map(hash, itertools.pairwise(title_hashes)),
-            map(hash, itertools.pairwise(summary_hashes)),
+            map(hash, itertools.pairwise(map(_crc32, title_words))),
+            map(hash, itertools.pairwise(map(_crc32, summary_words))),
         )
     )
-    vocabulary = {*title_words, *summary_words}
-    markers = frozenset(
-        (vocabulary & _MARKER_WORDS).union(
-            w.lstrip("0") or "0" for w in filter(str.isdigit, vocabulary)
-        )
-    )
+    all_words = title_words + summary_words
+    markers = _MARKER_WORDS.intersection(all_words)
+    numbers = [*filter(bytes.isdigit, all_words)]
+    if numbers:
+        markers = markers.union(w.lstrip(b"0") or b"0" for w in numbers)
     # Stopword-only bigrams ("of the") would put most articles on one posting list.
-    keys = tuple(sorted(shingles - _STOP_BIGRAMS)[:sketch_size])
+    keys = tuple(
+        itertools.islice(itertools.filterfalse(_is_stop_bigram, sorted(shingles)), sketch_size)
+    )
     return Signature(shingles, markers, keys)
 
 
@@ -240,11 +255,15 @@ def is_near_duplicate(
     return inter >= threshold * (len(a.shingles) + len(b.shingles) - inter)
 
 
-@dataclass(slots=True)
 class _Held:
-    at: float  # published_at as a POSIX timestamp: cheaper to compare
-    signature: Signature
-    story: int
+    """A held article. A plain slotted class: built once per article, on the hot path."""
+
+    __slots__ = ("at", "signature", "story")
+
+    def __init__(self, at: float, signature: Signature, story: int) -> None:
+        self.at = at  # published_at as a POSIX timestamp: cheaper to compare
+        self.signature = signature
+        self.story = story
 
 
 @dataclass(slots=True)
@@ -274,15 +293,18 @@ class StoryClusterer:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         if window <= timedelta(0):
             raise ValueError(f"window must be positive, got {window}")
+        if min_shared_keys < 1:
+            raise ValueError(f"min_shared_keys must be at least 1, got {min_shared_keys}")
         self.window = window
         self.threshold = threshold
         self.min_shingles = min_shingles
         self.sketch_size = sketch_size
         self.min_shared_keys = min_shared_keys
         self._held: dict[int, _Held] = {}
-        self._postings: dict[int, list[int]] = {}
+        self._postings: dict[int, list[int]] = {}  # may hold empty lists until a sweep
+        self._removed = 0  # articles evicted since the last sweep of empty posting lists
         self._stories: dict[int, _Story] = {}
-        self._expiry: list[tuple[datetime, int]] = []  # heap of (published_at, article_id)
+        self._expiry: list[tuple[float, int]] = []  # heap of (published_at timestamp, id)
 
     def __len__(self) -> int:
         """How many articles are held (inside the window)."""
@@ -333,24 +355,26 @@ class StoryClusterer:
         """Assign each new article to a story; articles already held are reported as they are."""
         raw: list[tuple[int, int, tuple[int, ...]]] = []
         renamed: dict[int, int] = {}
+        held_get = self._held.get
+        sketch_size = self.sketch_size
         for candidate in items:
-            held = self._held.get(candidate.article_id)
+            held = held_get(candidate.article_id)
             if held is not None:
                 raw.append((candidate.article_id, held.story, ()))
                 continue
-            signature = self._signature(candidate)
+            signature = fingerprint(candidate.title, candidate.summary, sketch_size=sketch_size)
             keys = self._neighbour_stories(candidate, signature)
             story, merged = self._join(candidate, keys)
             for old in merged:
                 renamed[old] = story.key
             self._insert(candidate, signature, story)
             raw.append((candidate.article_id, story.key, merged))
+        stories = self._stories
         out = []
         for article_id, key, merged in raw:
             while key in renamed:
                 key = renamed[key]
-            rep = self._stories[key].representative[1]
-            out.append(StoryAssignment(article_id, key, rep, merged))
+            out.append(StoryAssignment(article_id, key, stories[key].representative[1], merged))
         return out
 
     def evict(self, now: datetime) -> None:
@@ -360,23 +384,32 @@ class StoryClusterer:
         later. An article that arrives later than `window` after publication may
         miss an evicted neighbour: order independence holds within that bound.
         """
-        horizon = now - self.window
+        horizon = (now - self.window).timestamp()
         expiry = self._expiry
-        while expiry and expiry[0][0] < horizon:
-            _, article_id = heapq.heappop(expiry)
-            held = self._held.pop(article_id, None)
+        held_pop = self._held.pop
+        stories = self._stories
+        postings = self._postings
+        for _, article_id in _pop_until(expiry, horizon):
+            held = held_pop(article_id, None)
             if held is None:
                 continue
-            for key in held.signature.keys:
-                posting = self._postings[key]
-                if len(posting) == 1:
-                    del self._postings[key]
-                else:
-                    posting.remove(article_id)
-            story = self._stories[held.story]
+            # One C-level pass over the article's posting lists; lists left empty are
+            # dropped by the next sweep.
+            collections.deque(
+                map(
+                    list.remove, map(postings.__getitem__, held.signature.keys), repeat(article_id)
+                ),
+                maxlen=0,
+            )
+            self._removed += 1
+            story = stories[held.story]
             story.members.discard(article_id)
             if not story.members:
-                del self._stories[held.story]
+                del stories[held.story]
+        if self._removed > max(_MIN_SWEEP, len(self._held)):
+            # Empty posting lists would otherwise keep every key of history in memory.
+            self._postings = {key: ids for key, ids in postings.items() if ids}
+            self._removed = 0
 
     def _signature(self, candidate: StoryCandidate) -> Signature:
         return fingerprint(candidate.title, candidate.summary, sketch_size=self.sketch_size)
@@ -388,25 +421,32 @@ class StoryClusterer:
         size = len(shingles)
         if size < self.min_shingles:
             return stories
+        min_shared = self.min_shared_keys
+        lists = [*filter(None, map(self._postings.get, signature.keys))]
+        if len(lists) < min_shared:
+            return stories
+        # The ids on at least `min_shared` of the lists, found with C-level calls only:
+        # in the sorted concatenation, an id that many times over is equal to the id
+        # min_shared - 1 places on.
+        ids = sorted(itertools.chain.from_iterable(lists))
+        found = set(
+            itertools.compress(
+                ids, map(operator.eq, ids, itertools.islice(ids, min_shared - 1, None))
+            )
+        )
+        if not found:
+            return stories
         markers = signature.markers
         threshold = self.threshold
         min_size = max(self.min_shingles, size * threshold)
         max_size = size / threshold
         window = self.window.total_seconds()
         at = candidate.published_at.timestamp()
-        held = self._held
-        postings = self._postings
-        lists = [postings[key] for key in signature.keys if key in postings]
-        min_shared = self.min_shared_keys
-        if len(lists) < min_shared:
-            return stories
-        shared = Counter(itertools.chain.from_iterable(lists))
-        for other_id, count in shared.items():
-            if count < min_shared:
-                continue
-            other = held[other_id]
-            if other.story in stories or abs(other.at - at) > window:
-                continue
+        held_get = self._held.get
+        for other_id in sorted(found):
+            other = held_get(other_id)
+            if other is None or other.story in stories or abs(other.at - at) > window:
+                continue  # evicted, or already a neighbour story, or too far apart
             other_shingles = other.signature.shingles
             other_size = len(other_shingles)
             # Jaccard >= t needs the smaller set to be at least t times the larger.
@@ -426,7 +466,9 @@ class StoryClusterer:
             # re-added after eviction: it still names the story it started
             keys = {*keys, candidate.article_id}
         if not keys:
-            story = self._stories[candidate.article_id] = _Story(candidate.article_id, own)
+            story = self._stories[candidate.article_id] = _Story(
+                candidate.article_id, own, {candidate.article_id}
+            )
             return story, ()
         survivor_key = min(min(keys), candidate.article_id)
         stories = [self._stories[k] for k in keys]
@@ -453,12 +495,19 @@ class StoryClusterer:
 
     def _insert(self, candidate: StoryCandidate, signature: Signature, story: _Story) -> None:
         article_id = candidate.article_id
-        self._held[article_id] = _Held(candidate.published_at.timestamp(), signature, story.key)
+        at = candidate.published_at.timestamp()
+        self._held[article_id] = _Held(at, signature, story.key)
         story.members.add(article_id)
+        postings = self._postings
         for key in signature.keys:
-            posting = self._postings.get(key)
+            posting = postings.get(key)
             if posting is None:
-                self._postings[key] = [article_id]
+                postings[key] = [article_id]
             else:
                 posting.append(article_id)
-        heapq.heappush(self._expiry, (candidate.published_at, article_id))
+        heapq.heappush(self._expiry, (at, article_id))
+
+
+def _pop_until(heap: list[tuple[float, int]], horizon: float) -> Iterator[tuple[float, int]]:
+    while heap and heap[0][0] < horizon:
+        yield heapq.heappop(heap)
