@@ -174,8 +174,10 @@ def digest(
         result = run_digest(
             cfg, name=name, fmt=fmt, output=output, dry_run=dry_run, prefect=_State.use_prefect
         )
+    # a dry run's digest may be on stdout: keep the report out of it
+    to_stderr = dry_run and (output is None or output == "-")
     for line in result.lines():
-        typer.echo(line)
+        typer.echo(line, err=to_stderr)
     if result.failed:
         raise typer.Exit(EXIT_FAILED)
 

@@ -65,7 +65,7 @@ def demo_config_text(feeds: list[tuple[str, str]], example: dict[str, Any]) -> s
         'format = ["markdown", "html"]',
         'output = "digests/"',
         'timezone = "Europe/Istanbul"',
-        "catchup_hours = 48",
+        "catchup_hours = 168",  # the sample feeds span a week
         "",
     ]
     return "\n".join(lines)
