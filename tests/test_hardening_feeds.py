@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -354,7 +354,7 @@ def _hostile_feeds(server: FeedServer, secret_path: Path, entity_url: str) -> di
     }
 
 
-def _hostile_database(request: pytest.FixtureRequest, tmp: Path) -> Iterator[str]:
+def _hostile_database(request: pytest.FixtureRequest, tmp: Path) -> Generator[str, None, None]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp / 'hostile.db'}"
         return
