@@ -23,6 +23,7 @@ from newswatch.runs import close_databases, export_articles
 from storage.db import Database, open_database
 from storage.ingest import store_articles
 from storage.models import Digest, DigestItem, Match, Topic
+from tests.fixtures.db import _PRELOAD as PRELOAD
 from tests.fixtures.db import add_source, article_record, process_context
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -292,6 +293,8 @@ def test_two_processes_preparing_at_once_store_each_match_once(
     store(database, {n: RELEVANT if n % 2 else OTHER for n in range(200)}, NOW)
     configure({"D": DECONFLICTION, "T": "Turkey", "F": "football"})
     ctx = process_context()
+    # Children fork from a server that has imported these already, so they start fast.
+    ctx.set_forkserver_preload([*PRELOAD, "newswatch.processing", "newswatch.config"])
     start = ctx.Event()
     answers: multiprocessing.Queue[str] = ctx.Queue()
     children = [

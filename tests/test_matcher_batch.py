@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watch.matcher import Document, Matcher, TopicSpec
-from watch.normalize import fold, fold_fields, word_bounds, word_spans
+from watch.normalize import fold, fold_fields, word_bounds, word_bounds_at, word_spans
 
 TOPICS = [
     TopicSpec("deconfliction", "(Israel OR İsrail) AND (Turkey OR Türkiye) AND deconflict*"),
@@ -101,3 +101,13 @@ def test_a_not_inside_an_or_does_not_hide_a_match() -> None:
 def test_word_bounds_are_the_spans_of_word_spans(text: str) -> None:
     assert word_bounds(text) == [(s, e) for _, s, e in word_spans(text)]
     assert word_bounds(text, 2) == [(s, e) for _, s, e in word_spans(text)][:2]
+
+
+@given(
+    st.lists(FIELD, min_size=1, max_size=12).map(" ".join),
+    st.lists(st.integers(0, 60), max_size=6),
+)
+def test_word_bounds_at_picks_those_of_word_bounds(text: str, indices: list[int]) -> None:
+    bounds = word_bounds(text)
+    expected = {i: bounds[i] for i in indices if i < len(bounds)}
+    assert word_bounds_at(text, indices) == expected

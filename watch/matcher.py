@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import ahocorasick
 
-from watch.normalize import fold_fields, word_bounds
+from watch.normalize import fold_fields, word_bounds_at
 from watch.query import (
     And,
     Not,
@@ -66,7 +66,7 @@ _REPEAT_BONUS = 0.1
 _MAX_REPEATS = 5
 _SPREAD_SCALE = 5.0
 _SPACES = re.compile("  +")
-_WHITESPACE_TO_SPACE = str.maketrans("\n\r\t\f\v", "     ")
+_LINE_BREAKS = re.compile("[\n\r\t\f\v]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,13 +460,17 @@ def _snippet(
     source = doc.text if field else doc.title
     # Hits count words over title, break marker and text; make them field-relative.
     base = 0 if field == 0 else state.hay.count(" ", state.start, state.title_end)
-    last = max((h[2] for _, hits in per_leaf for h in hits if h[0] == field), default=base)
-    spans = word_bounds(source, last - base)
+    in_field = [
+        (number, start - base, end - base - 1)
+        for number, (_, hits) in enumerate(per_leaf)
+        for f, start, end in hits
+        if f == field and start >= base
+    ]
+    spans = word_bounds_at(source, [i for _, first, last in in_field for i in (first, last)])
     marks: list[tuple[int, int, int]] = []  # (char start, char end, leaf number)
-    for number, (_, hits) in enumerate(per_leaf):
-        for f, start, end in hits:
-            if f == field and start >= base and end - base <= len(spans):
-                marks.append((spans[start - base][0], spans[end - base - 1][1], number))
+    for number, first, last in in_field:
+        if first in spans and last in spans:
+            marks.append((spans[first][0], spans[last][1], number))
     marks.sort()
     if not marks:
         return _clip(source, 0, min(len(source), SNIPPET_CHARS)), ()
@@ -521,5 +525,6 @@ def _snap(text: str, start: int, end: int, keep_start: int, keep_end: int) -> tu
 
 
 def _clip(text: str, start: int, end: int) -> str:
-    body = text[start:end].translate(_WHITESPACE_TO_SPACE)
+    # A regex, not str.translate: translating non-ASCII text goes character by character.
+    body = _LINE_BREAKS.sub(" ", text[start:end])
     return ("…" if start > 0 else "") + body + ("…" if end < len(text) else "")

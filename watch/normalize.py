@@ -243,6 +243,40 @@ def word_bounds(text: str, limit: int | None = None) -> list[tuple[int, int]]:
     return [(start, end) for _, start, end in _spans_by_chunk(text, limit)]
 
 
+# Skipping words in C: `_SKIP[k]` passes k words and finds the next; `_SKIP_16` passes 16.
+# A word is followed by whitespace or nothing, so the engine cannot split one in two.
+_SKIP = [re.compile(r"\s*(?:\S+\s+){" + str(k) + r"}(\S+)") for k in range(16)]
+_SKIP_16 = re.compile(r"\s*(?:\S+\s+){16}")
+
+
+def word_bounds_at(text: str, indices: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """`word_bounds(text)[i]` for each i in `indices` that `text` has, by index.
+
+    Cheaper than all the word bounds when only a few words are wanted: the regex
+    engine skips the words in between.
+    """
+    folded = _fold_one_for_one(text)
+    wanted = sorted(set(indices))
+    if folded is None:
+        bounds = word_bounds(text, wanted[-1] + 1 if wanted else 0)
+        return {i: bounds[i] for i in wanted if i < len(bounds)}
+    found: dict[int, tuple[int, int]] = {}
+    position, current = 0, -1  # `position` is just after word `current`
+    for index in wanted:
+        gap = index - current - 1
+        while gap >= 16:
+            skipped = _SKIP_16.match(folded, position)
+            if skipped is None:
+                return found
+            position, current, gap = skipped.end(), current + 16, gap - 16
+        word = _SKIP[gap].match(folded, position)
+        if word is None:
+            return found
+        found[index] = word.span(1)
+        position, current = word.end(), index
+    return found
+
+
 def _spans_by_chunk(text: str, limit: int | None) -> list[tuple[str, int, int]]:
     spans: list[tuple[str, int, int]] = []
     get = _CHUNKS.get
