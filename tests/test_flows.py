@@ -24,6 +24,7 @@ from newswatch.config import load_config
 from newswatch.demo import demo_config_text, example_config
 from newswatch.demo_server import DemoServer
 from newswatch.poll import PollReport
+from storage.db import DatabaseError
 from storage.records import DueSource
 from tests.fixtures.http import SAMPLE_RSS, FeedServer
 
@@ -60,6 +61,25 @@ def test_batches_are_about_batch_size_when_hosts_are_many() -> None:
     groups = batches(_sources(1_000, hosts=500), batch_size=100)
 
     assert sorted(len(g) for g in groups) == [100] * 10
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (DatabaseError("cannot use database x: connection refused"), True),
+        (ValueError("bug"), False),
+    ],
+)
+def test_a_batch_is_retried_only_when_the_database_failed_it(
+    error: Exception, retried: bool
+) -> None:
+    from prefect.states import Failed
+
+    from flows.poll import is_transient_batch_failure, poll_batch_task
+
+    state = Failed(data=error)
+
+    assert is_transient_batch_failure(poll_batch_task, cast(Any, None), state) is retried
 
 
 def _artifacts(flow_run_id: UUID, key: str) -> list[Any]:
