@@ -73,6 +73,7 @@ def iter_articles(
                 first_seen_at=a.first_seen_at,
                 sources=tuple(sightings.get(a.id, ())),
                 matches=tuple(matches.get(a.id, ())),
+                story_id=a.story_id,
             )
         last_id = ids[-1]
         # Drop the page's ORM objects so the identity map does not grow with the export.

@@ -132,6 +132,19 @@ class Story(Base):
     article_count: Mapped[int] = mapped_column(Integer, default=1)
 
 
+class StoryClock(Base):
+    """One row: bumped by every clustering run that assigned an article.
+
+    A process that keeps its story clusterer between polls reuses it only while the
+    version is the one it wrote last; any other run in between means reloading.
+    """
+
+    __tablename__ = "story_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Article(Base):
     """One distinct news item, stored once however many feeds carry it."""
 

@@ -180,3 +180,4 @@ class ExportedArticle:
     first_seen_at: datetime
     sources: tuple[ExportedSighting, ...] = ()
     matches: tuple[ExportedMatch, ...] = field(default_factory=tuple)
+    story_id: int | None = None  # the article's story (None until clustering has run)

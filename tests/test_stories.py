@@ -1,0 +1,335 @@
+"""Story assignment end to end: stored articles → stories in the database → digest, export.
+
+Every test runs on SQLite and PostgreSQL (`database`). Articles are stored through the
+real `store_articles`, topics matched by the real `ArticleProcessor`, digests built by
+the real `digest_once`; the concurrency test runs real processes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from digest.run import digest_once
+from newswatch.config import Config, load_config
+from newswatch.processing import ArticleProcessor
+from newswatch.stories import StoryRun, assign_stories, forget_cached_clusterers
+from storage.db import Database, open_database
+from storage.export import iter_articles
+from storage.ingest import store_articles
+from storage.models import Article, Story
+from tests.fixtures.db import add_source, article_record, process_context
+from watch.cluster import StoryCandidate, StoryClusterer
+
+NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+
+LEDE = (
+    "An Israeli strike on a car near the town of Nabatieh in south Lebanon killed three "
+    "people on Monday, the Lebanese health ministry said, despite a ceasefire between "
+    "Israel and Hezbollah."
+)
+UNRELATED = (
+    "Bukayo Saka's 88th-minute strike gave Arsenal a 2-1 win over Chelsea at the Emirates "
+    "Stadium on Sunday, moving Mikel Arteta's side three points clear at the top."
+)
+WIRE = [  # (outlet, title, hours before NOW): one wire story, three outlets
+    ("AFP", "Israeli strike kills three in south Lebanon", 5.0),
+    ("France 24", "Israeli strike kills three in south Lebanon: ministry", 4.0),
+    ("Al Arabiya", "Israeli strike on car kills three in south Lebanon", 3.0),
+]
+
+
+def write_config(directory: Path, database_url: str, extra: str = "") -> Config:
+    path = directory / "newswatch.toml"
+    path.write_text(
+        '[[topics]]\nname = "Lebanon"\nquery = "Nabatieh"\n\n'
+        f'[[digests]]\nname = "daily"\nformat = "markdown"\noutput = "{directory / "out"}"\n'
+        f"{extra}",
+        encoding="utf-8",
+    )
+    return load_config(path, {"NEWSWATCH_DATABASE_URL": database_url})
+
+
+@pytest.fixture
+def config(tmp_path: Path, database_url: str) -> Config:
+    forget_cached_clusterers()  # each test's database is new, even at the same URL
+    return write_config(tmp_path, database_url)
+
+
+class Newsroom:
+    """Stores articles the way a poll does, one numbered article at a time."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.sources: dict[str, int] = {}
+        self.number = 0
+
+    def store(self, title: str, summary: str, *, source: str = "AFP", hours_ago: float = 1) -> int:
+        if source not in self.sources:
+            self.sources[source] = add_source(self.db, source)
+        self.number += 1
+        record = article_record(
+            self.number,
+            source=source,
+            title=title,
+            summary=f"<p>{summary}</p>",
+            published_at=NOW - timedelta(hours=hours_ago),
+        )
+        with self.db.session() as session:
+            stored = store_articles(session, self.sources[source], [record], NOW)
+        (article_id,) = stored.new_article_ids
+        return article_id
+
+
+@pytest.fixture
+def newsroom(database: Database) -> Newsroom:
+    return Newsroom(database)
+
+
+def story_of(db: Database) -> dict[int, int | None]:
+    with db.session(readonly=True) as session:
+        return {row[0]: row[1] for row in session.execute(select(Article.id, Article.story_id))}
+
+
+def stories(db: Database) -> dict[int, tuple[int | None, int, datetime, datetime]]:
+    with db.session(readonly=True) as session:
+        rows = session.execute(
+            select(
+                Story.id,
+                Story.representative_article_id,
+                Story.article_count,
+                Story.first_seen_at,
+                Story.last_seen_at,
+            )
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}  # type: ignore[misc]
+
+
+def test_wire_copies_from_three_outlets_are_saved_as_one_story(
+    newsroom: Newsroom, config: Config
+) -> None:
+    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    other = newsroom.store("Arsenal beat Chelsea", UNRELATED, hours_ago=2)
+
+    run = assign_stories(newsroom.db, config, NOW)
+
+    assert run == StoryRun(assigned=4, joined=2, merged=0, reloaded=True, held=4)
+    assert story_of(newsroom.db) == {ids[0]: ids[0], ids[1]: ids[0], ids[2]: ids[0], other: other}
+
+
+def test_a_story_row_has_its_representative_count_and_seen_times(
+    newsroom: Newsroom, config: Config
+) -> None:
+    # published in reverse order of id: the representative is the earliest published
+    late = newsroom.store(WIRE[0][1], LEDE, source="AFP", hours_ago=1)
+    early = newsroom.store(WIRE[1][1], LEDE, source="France 24", hours_ago=6)
+
+    assign_stories(newsroom.db, config, NOW)
+
+    assert stories(newsroom.db) == {late: (early, 2, NOW, NOW)}
+
+
+def test_a_bridging_article_merges_stories_moving_members_and_deleting_the_merged_row(
+    newsroom: Newsroom, config: Config
+) -> None:
+    lebanon = newsroom.store("", LEDE, hours_ago=5)
+    football = newsroom.store("", UNRELATED, source="BBC", hours_ago=4)
+    assign_stories(newsroom.db, config, NOW)
+    assert set(stories(newsroom.db)) == {lebanon, football}
+    # carries both texts: a near-duplicate of each, it joins the two stories
+    bridge = newsroom.store(LEDE, UNRELATED, source="Wire", hours_ago=3)
+
+    run = assign_stories(newsroom.db, config, NOW)
+
+    assert (run.assigned, run.merged, run.reloaded) == (1, 1, False)
+    assert story_of(newsroom.db) == {lebanon: lebanon, football: lebanon, bridge: lebanon}
+    assert stories(newsroom.db) == {lebanon: (lebanon, 3, NOW, NOW)}
+
+
+def test_running_again_without_new_articles_changes_nothing(
+    newsroom: Newsroom, config: Config
+) -> None:
+    for src, title, h in WIRE:
+        newsroom.store(title, LEDE, source=src, hours_ago=h)
+    assign_stories(newsroom.db, config, NOW)
+    before = (story_of(newsroom.db), stories(newsroom.db))
+
+    run = assign_stories(newsroom.db, config, NOW + timedelta(minutes=5))
+
+    assert run.assigned == 0
+    assert (story_of(newsroom.db), stories(newsroom.db)) == before
+
+
+def test_after_a_restart_a_new_copy_joins_the_stored_story(
+    newsroom: Newsroom, config: Config
+) -> None:
+    first = newsroom.store(WIRE[0][1], LEDE, source="AFP", hours_ago=5)
+    assign_stories(newsroom.db, config, NOW)
+    forget_cached_clusterers()
+    copy = newsroom.store(WIRE[2][1], LEDE, source="Al Arabiya", hours_ago=1)
+
+    run = assign_stories(newsroom.db, config, NOW)
+
+    assert run.reloaded
+    assert story_of(newsroom.db) == {first: first, copy: first}
+
+
+def test_articles_older_than_the_window_are_not_reloaded(
+    newsroom: Newsroom, config: Config
+) -> None:
+    newsroom.store(WIRE[0][1], LEDE, hours_ago=100)
+    assign_stories(newsroom.db, config, NOW)
+    forget_cached_clusterers()
+
+    run = assign_stories(newsroom.db, config, NOW)
+
+    assert (run.reloaded, run.held) == (True, 0)
+
+
+def test_disabled_clustering_assigns_nothing(
+    newsroom: Newsroom, tmp_path: Path, database_url: str
+) -> None:
+    article = newsroom.store(WIRE[0][1], LEDE)
+    config = write_config(tmp_path, database_url, "[clustering]\nenabled = false\n")
+
+    assert assign_stories(newsroom.db, config, NOW) == StoryRun()
+    assert story_of(newsroom.db) == {article: None}
+
+
+def test_export_includes_the_story_id(newsroom: Newsroom, config: Config) -> None:
+    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    assign_stories(newsroom.db, config, NOW)
+
+    with newsroom.db.session(readonly=True) as session:
+        exported = {a.id: a.story_id for a in iter_articles(session)}
+
+    assert exported == dict.fromkeys(ids, ids[0])
+
+
+def test_digest_shows_one_wire_story_once_with_the_other_outlets_also_reporting(
+    newsroom: Newsroom, config: Config
+) -> None:
+    processor, _ = ArticleProcessor.prepare(newsroom.db, config, NOW - timedelta(hours=6))
+    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    with newsroom.db.session() as session:
+        assert processor.process(session, ids, NOW - timedelta(hours=1)) == 3
+    assign_stories(newsroom.db, config, NOW)
+
+    result = digest_once(config, newsroom.db, now=NOW)
+
+    markdown = Path(result.channels[0].path or "").read_text(encoding="utf-8")
+    assert result.channels[0].stories == 1
+    assert markdown.count("kills three") == 1  # one headline (the snippet says "killed")
+    [also] = [line for line in markdown.splitlines() if "Also reported by" in line]
+    assert sum(outlet in also for outlet, _, _ in WIRE) == 2
+
+
+# --- two processes storing and clustering at once ------------------------------------
+
+
+def _store_and_cluster(url: str, config_path: str, worker: int, start: Any) -> None:
+    """Store this worker's share of a story stream, clustering after every few feeds."""
+    db = open_database(url)
+    config = load_config(config_path, {"NEWSWATCH_DATABASE_URL": url})
+    source_id = add_source(db, f"Feed {worker}")
+    start.wait(60)
+    for batch in range(6):
+        records = []
+        for story in range(batch * 4, batch * 4 + 4):
+            title, summary = _story_text(story)
+            if (story + worker) % 3:  # a story only some outlets carry
+                n = 1000 * worker + story
+                records.append(
+                    article_record(
+                        n,
+                        source=f"Feed {worker}",
+                        title=title,
+                        summary=summary,
+                        published_at=NOW - timedelta(hours=30 - story),
+                    )
+                )
+        if worker == 2 and batch == 3:
+            # carries the text of stories 1 and 2: a near-duplicate of both, it joins them
+            bridge = (_story_text(1)[1], _story_text(2)[1])
+            records.append(
+                article_record(
+                    2999,
+                    source="Feed 2",
+                    title=bridge[0],
+                    summary=bridge[1],
+                    published_at=NOW - timedelta(hours=20),
+                )
+            )
+        with db.session() as session:
+            store_articles(session, source_id, records, NOW)
+        assign_stories(db, config, NOW)
+    db.dispose()
+
+
+def _story_text(story: int) -> tuple[str, str]:
+    words = [f"w{story}x{k}" for k in range(30)]
+    return " ".join(words[:6]), " ".join(words)
+
+
+def test_two_processes_storing_and_clustering_at_once_end_as_one_clustering_would(
+    database: Database, database_url: str, tmp_path: Path
+) -> None:
+    config_path = write_config(tmp_path, database_url).path
+    ctx = process_context()
+    start = ctx.Event()
+    workers = [
+        ctx.Process(target=_store_and_cluster, args=(database_url, str(config_path), w, start))
+        for w in (1, 2)
+    ]
+    for process in workers:
+        process.start()
+    start.set()
+    for process in workers:
+        process.join(120)
+    assert [p.exitcode for p in workers] == [0, 0]
+
+    with database.session(readonly=True) as session:
+        rows = session.execute(
+            select(Article.id, Article.published_at, Article.title, Article.summary)
+        ).all()
+    reference = StoryClusterer()
+    reference.add([StoryCandidate(*row) for row in sorted(rows)])
+    expected = {row.id: reference.story_of(row.id) for row in rows}
+    assert story_of(database) == expected
+    # copies joined, the bridge joined stories 1 and 2, the other stories stayed apart
+    assert len(set(expected.values())) == 23
+    representatives = {
+        key: info.representative_article_id
+        for key in set(expected.values())
+        if key is not None and (info := reference.story(key)) is not None
+    }
+    assert {k: v[0] for k, v in stories(database).items()} == representatives
+
+
+def test_a_run_by_another_process_makes_the_next_run_reload(
+    newsroom: Newsroom, config: Config, database_url: str
+) -> None:
+    newsroom.store(WIRE[0][1], LEDE, hours_ago=5)
+    assign_stories(newsroom.db, config, NOW)
+    newsroom.store(WIRE[1][1], LEDE, source="France 24", hours_ago=4)
+    ctx = process_context()
+    child = ctx.Process(target=_cluster_once, args=(database_url, str(config.path)))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    newsroom.store(WIRE[2][1], LEDE, source="Al Arabiya", hours_ago=3)
+
+    run = assign_stories(newsroom.db, config, NOW)
+
+    assert (run.assigned, run.reloaded) == (1, True)
+    assert len(set(story_of(newsroom.db).values())) == 1
+
+
+def _cluster_once(url: str, config_path: str) -> None:
+    db = open_database(url)
+    assign_stories(db, load_config(config_path, {"NEWSWATCH_DATABASE_URL": url}), NOW)
+    db.dispose()
