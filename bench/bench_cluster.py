@@ -2,6 +2,7 @@
 
     uv run python bench/bench_cluster.py            # 50,000 articles, 30 days, batches of 50
     uv run python bench/bench_cluster.py --days 60 --articles 100000
+    uv run python bench/bench_cluster.py --integrated   # assign_stories on SQLite, per poll
 
 The stream imitates a day of polling: stories are wire items carried by 1-5 outlets
 (verbatim, retitled, lightly rewritten) within a few hours, over a Zipf-like
@@ -11,6 +12,12 @@ after every batch the clusterer evicts what left the window (as a poll would).
 Throughput counts `add` + `evict` only, in CPU time (the machine may be shared).
 Peak RSS is sampled after every batch in a fresh child process per window, which
 generates the stream lazily so that only the clusterer grows.
+
+`--integrated` measures what a poll pays: `newswatch.stories.assign_stories` on a
+SQLite file holding the last 72 h of the same stream, after each poll stored 1,000
+new articles, with the process's clusterer kept from the previous poll (the usual
+case) and without it (after a restart, or another process's run: the window is
+reloaded and re-fingerprinted).
 """
 
 from __future__ import annotations
@@ -172,13 +179,86 @@ def run(items: Iterable[StoryCandidate], window: timedelta, batch: int, rss: boo
     return Result(count / cpu, count / wall, peak_held, peak_rss, clusterer)
 
 
+def integrated(per_poll: int, polls: int) -> None:
+    import tempfile
+
+    from newswatch.config import load_config
+    from newswatch.stories import assign_stories, forget_cached_clusterers
+    from storage.db import open_database
+    from storage.ingest import store_articles
+    from storage.records import ArticleRecord, SourceSpec
+
+    # 3 days of history at the same rate as the polls below, then `polls` polls.
+    days = 3
+    history = list(stream(per_poll * (polls + 8), days + 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = Path(tmp) / "newswatch.toml"
+        config_path.write_text(f'[storage]\nurl = "sqlite:///{tmp}/bench.db"\n')
+        config = load_config(config_path, {})
+        db = open_database(config.database_url)
+        from storage.feeds import add_sources
+
+        with db.session() as session:
+            add_sources(session, [SourceSpec("bench", "https://bench.example/rss")])
+        source_id = 1
+
+        def store(items: list[StoryCandidate]) -> None:
+            records = [
+                ArticleRecord(
+                    key=f"{c.article_id:064d}",
+                    key_kind="url",
+                    url=f"https://bench.example/{c.article_id}",
+                    canonical_url=None,
+                    guid=None,
+                    title=c.title,
+                    summary=c.summary,
+                    content=None,
+                    author=None,
+                    language="en",
+                    published_at=c.published_at,
+                    entry_url=None,
+                )
+                for c in items
+            ]
+            with db.session() as session:
+                store_articles(session, source_id, records, items[-1].published_at)
+
+        first = per_poll * 8
+        store(history[:first])
+        assign_stories(db, config, history[first - 1].published_at)
+        warm: list[tuple[float, float]] = []
+        cold: list[tuple[float, float]] = []
+        for poll in range(polls):
+            chunk = history[first + poll * per_poll : first + (poll + 1) * per_poll]
+            store(chunk)
+            now = chunk[-1].published_at
+            if poll % 2:
+                forget_cached_clusterers()
+            started_cpu, started_wall = time.process_time(), time.perf_counter()
+            run = assign_stories(db, config, now)
+            took = (time.process_time() - started_cpu, time.perf_counter() - started_wall)
+            (cold if run.reloaded else warm).append(took)
+        held = run.held
+        db.dispose()
+    for name, runs in (("kept clusterer", warm), ("reloaded window", cold)):
+        cpu, wall = min(runs)
+        print(
+            f"integrated, SQLite, {per_poll:,} new articles a poll, {held:,} in the window, "
+            f"{name}: {cpu * 1000:,.0f} ms CPU ({wall * 1000:,.0f} ms wall), best of {len(runs)}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--rss-window-hours", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--integrated", action="store_true", help="assign_stories per poll")
     args = parser.parse_args()
+    if args.integrated:
+        integrated(1000, 6)
+        return
     common = ["--articles", str(args.articles), "--days", str(args.days)]
     common += ["--batch", str(args.batch)]
 

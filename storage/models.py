@@ -133,10 +133,11 @@ class Story(Base):
 
 
 class StoryClock(Base):
-    """One row: bumped by every clustering run that assigned an article.
+    """One row whose `version` every clustering run that assigned an article sets to a
+    new random token (`storage.stories.bump_story_clock`).
 
     A process that keeps its story clusterer between polls reuses it only while the
-    version is the one it wrote last; any other run in between means reloading.
+    token is the one it wrote last; any other run in between means reloading.
     """
 
     __tablename__ = "story_clock"
