@@ -272,16 +272,23 @@ class _Topic:
 
 
 class Matcher:
-    """All topics compiled into one automaton; reusable across any number of articles."""
+    """All topics compiled into one automaton; reusable across any number of articles.
+
+    Two automata, in fact: `_anchors` holds only the topics' anchor keys and scans
+    every article; `_automaton` holds every key and scans only the articles that hit
+    an anchor, to collect what their topics' boolean trees and explanations need.
+    """
 
     def __init__(
         self,
         topics: Sequence[_Topic],
         automaton: ahocorasick.Automaton | None,
+        anchors: ahocorasick.Automaton | None,
         by_key: Sequence[tuple[int, ...]],
     ) -> None:
         self._topics = tuple(topics)
         self._automaton = automaton
+        self._anchors = anchors
         self._by_key = tuple(by_key)
 
     @classmethod
@@ -306,12 +313,17 @@ class Matcher:
             for key in sorted(anchor):
                 by_key[key].append(index)
         automaton: ahocorasick.Automaton | None = None
+        anchor_automaton: ahocorasick.Automaton | None = None
         if compiler.keys:
             automaton = ahocorasick.Automaton()
+            anchor_automaton = ahocorasick.Automaton()
             for text, key in compiler.keys.items():
                 automaton.add_word(text, (key, len(text)))
+                if by_key[key]:
+                    anchor_automaton.add_word(text, key)
             automaton.make_automaton()
-        return cls(compiled, automaton, [tuple(t) for t in by_key])
+            anchor_automaton.make_automaton()
+        return cls(compiled, automaton, anchor_automaton, [tuple(t) for t in by_key])
 
     def match(self, doc: Document) -> list[TopicMatch]:
         """Every topic `doc` matches (in topic order), with score, terms and snippet."""
@@ -347,29 +359,31 @@ class Matcher:
         while at >= 0:
             ends.append(at)
             at = find("\x02", at + 1)
-        per_doc: dict[int, dict[int, list[int]]] = {}
+        assert self._anchors is not None
+        by_key = self._by_key
+        per_doc: dict[int, set[int]] = {}  # document index -> candidate topics
         limit = -1
-        hits: dict[int, list[int]] = {}
+        candidates: set[int] = set()
         # Hits come in text order, so each document's hits arrive together.
-        for end, (key, length) in self._automaton.iter(hay):
+        for end, key in self._anchors.iter(hay):
             if end > limit:
                 index = bisect_right(ends, end)
                 limit = ends[index]
-                hits = per_doc[index] = {}
-            offsets = hits.get(key)
-            if offsets is None:
-                hits[key] = [end - length + 1]
-            else:
-                offsets.append(end - length + 1)
-        by_key = self._by_key
-        for index, hits in per_doc.items():
-            candidates: set[int] = set()
-            for key in hits:
-                candidates.update(by_key[key])
-            if candidates:
-                start = ends[index - 1] + 1 if index else 0
-                state = _Doc(hay, start, ends[index] + 1, hits)
-                yield from self._evaluate(docs[index], state, sorted(candidates))
+                candidates = per_doc[index] = set()
+            candidates.update(by_key[key])
+        scan = self._automaton.iter
+        for index, candidates in per_doc.items():
+            start = ends[index - 1] + 1 if index else 0
+            hits: dict[int, list[int]] = {}
+            # A slice: given start and end, the automaton would still copy the whole batch.
+            for end, (key, length) in scan(hay[start : ends[index]]):
+                offsets = hits.get(key)
+                if offsets is None:
+                    hits[key] = [start + end - length + 1]
+                else:
+                    offsets.append(start + end - length + 1)
+            state = _Doc(hay, start, ends[index] + 1, hits)
+            yield from self._evaluate(docs[index], state, sorted(candidates))
 
     def _evaluate(
         self, doc: Document, state: _Doc, candidates: Sequence[int]
