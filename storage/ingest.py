@@ -170,6 +170,16 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "")
 
 
+_LANGUAGE_LENGTH = Article.__table__.c.language.type.length  # type: ignore[attr-defined]
+
+
+def _language(value: str | None) -> str | None:
+    # A feed's <language> is free text; PostgreSQL refuses one longer than the column
+    # (SQLite silently keeps it). No real language tag is that long: drop it.
+    value = _text(value)
+    return value if value is None or len(value) <= _LANGUAGE_LENGTH else None
+
+
 def _article_row(record: ArticleRecord, now: datetime) -> dict[str, Any]:
     return {
         "key": record.key,
@@ -181,7 +191,7 @@ def _article_row(record: ArticleRecord, now: datetime) -> dict[str, Any]:
         "summary": _text(record.summary) or "",
         "content": _text(record.content),
         "author": _text(record.author),
-        "language": _text(record.language),
+        "language": _language(record.language),
         "published_at": _utc(record.published_at or now),
         "first_seen_at": _utc(now),
     }
