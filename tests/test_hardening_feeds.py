@@ -246,6 +246,7 @@ HOSTILE_POLL = {
 }
 RTL_TITLES = ["سوريا وتركيا: محادثات 🇸🇾🇹🇷 👩🏽\u200d💻", "ישראל \u200eו־טורקיה ✡️ 🕊️"]
 LONG_LINK = "https://long.example/" + "a" * 10_000
+LONG_LANGUAGE = "en-" + "x" * 100  # the column holds 35: PostgreSQL refused the whole feed
 CP1252_TITLE = "Café crème – “quoted” €5"
 UTF16_TITLE = "Ünïcödé über alles ☃"
 
@@ -350,6 +351,12 @@ def _hostile_feeds(server: FeedServer, secret_path: Path, entity_url: str) -> di
             "/huge", rss([{**story(1005), "description": "<p>" + "word " * 4_000_000 + "</p>"}])
         ),
         "Dates": server.route("/dates", HOSTILE_DATA / "dates.xml"),
+        "Long language": server.route(
+            "/long-language",
+            rss([story(1006)]).replace(
+                b"<title>Feed</title>", b"<language>" + LONG_LANGUAGE.encode() + b"</language>"
+            ),
+        ),
         "Script": server.route("/script", HOSTILE_DATA / "script.xml"),
     }
 
@@ -514,6 +521,11 @@ def test_a_20_mb_entry_under_the_cap_is_stored_cut_down(hostile: HostilePoll) ->
     [article] = hostile.articles("20 MB entry")
     assert hostile.state("20 MB entry").last_status == "ok"
     assert 0 < len(article.summary) <= 600_000
+
+
+def test_a_language_longer_than_any_tag_is_dropped_not_fatal(hostile: HostilePoll) -> None:
+    assert hostile.state("Long language").last_status == "ok"
+    assert [a.language for a in hostile.articles("Long language")] == [None]
 
 
 def test_absurd_garbage_and_missing_dates_fall_back_to_first_seen(hostile: HostilePoll) -> None:
