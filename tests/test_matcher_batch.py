@@ -111,3 +111,10 @@ def test_word_bounds_at_picks_those_of_word_bounds(text: str, indices: list[int]
     bounds = word_bounds(text)
     expected = {i: bounds[i] for i in indices if i < len(bounds)}
     assert word_bounds_at(text, indices) == expected
+
+
+def test_a_phrase_matches_across_punctuation_between_its_words() -> None:
+    # The anchor scan sees "military  friction" with two spaces; the phrase still holds.
+    matcher = Matcher.compile([TopicSpec("p", '"military friction" AND Syria')])
+    docs = [Document(1, "Syria", "More military, friction."), Document(2, "Syria", "friction")]
+    assert [m.doc_id for m in matcher.match_many(docs)] == [1]

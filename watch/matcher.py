@@ -223,6 +223,14 @@ class _Compiler:
     def text(self, key: int) -> str:
         return self._texts[key]
 
+    def anchor_text(self, key: int) -> str:
+        """What the anchor scan looks for: the key, or a phrase's longest word."""
+        text = self._texts[key]
+        words = text.split()
+        if len(words) < 2:
+            return text
+        return f" {max(words, key=len)} "
+
     def _clauses(self, node: Query) -> list[frozenset[int]]:
         if isinstance(node, Term | Phrase | Prefix):
             return [frozenset((self.leaf(node).key,))]
@@ -274,7 +282,7 @@ class _Topic:
 class Matcher:
     """All topics compiled into one automaton; reusable across any number of articles.
 
-    Two automata, in fact: `_anchors` holds only the topics' anchor keys and scans
+    Two automata, in fact: `_anchors` holds only the topics' anchor words and scans
     every article; `_automaton` holds every key and scans only the articles that hit
     an anchor, to collect what their topics' boolean trees and explanations need.
     """
@@ -284,12 +292,10 @@ class Matcher:
         topics: Sequence[_Topic],
         automaton: ahocorasick.Automaton | None,
         anchors: ahocorasick.Automaton | None,
-        by_key: Sequence[tuple[int, ...]],
     ) -> None:
         self._topics = tuple(topics)
         self._automaton = automaton
         self._anchors = anchors
-        self._by_key = tuple(by_key)
 
     @classmethod
     def compile(
@@ -308,22 +314,24 @@ class Matcher:
             positive = tuple(dict.fromkeys(compiler.leaf(x) for x in leaves(query)))
             compiled.append(_Topic(spec.name, float(spec.min_score), test, positive))
             anchors.append(compiler.anchor(query))
-        by_key: list[list[int]] = [[] for _ in compiler.keys]
+        # The anchor scan runs on text whose words may be separated by several spaces,
+        # so a phrase is anchored by its longest word, which every occurrence contains.
+        anchor_topics: dict[str, set[int]] = {}
         for index, anchor in enumerate(anchors):
-            for key in sorted(anchor):
-                by_key[key].append(index)
+            for key in anchor:
+                anchor_topics.setdefault(compiler.anchor_text(key), set()).add(index)
         automaton: ahocorasick.Automaton | None = None
         anchor_automaton: ahocorasick.Automaton | None = None
         if compiler.keys:
             automaton = ahocorasick.Automaton()
-            anchor_automaton = ahocorasick.Automaton()
             for text, key in compiler.keys.items():
                 automaton.add_word(text, (key, len(text)))
-                if by_key[key]:
-                    anchor_automaton.add_word(text, key)
             automaton.make_automaton()
+            anchor_automaton = ahocorasick.Automaton()
+            for text, indices in anchor_topics.items():
+                anchor_automaton.add_word(text, tuple(sorted(indices)))
             anchor_automaton.make_automaton()
-        return cls(compiled, automaton, anchor_automaton, [tuple(t) for t in by_key])
+        return cls(compiled, automaton, anchor_automaton)
 
     def match(self, doc: Document) -> list[TopicMatch]:
         """Every topic `doc` matches (in topic order), with score, terms and snippet."""
@@ -348,41 +356,40 @@ class Matcher:
             yield from self._match_batch(batch)
 
     def _match_batch(self, docs: Sequence[Document]) -> Iterator[TopicMatch]:
-        assert self._automaton is not None
-        # " title words \x01 text words \x02 title words \x01 ... \x02 ", single spaces:
-        # folded and scanned in one piece, so an article that hits nothing costs no
-        # Python code of its own.
-        hay = _SPACES.sub(" ", " " + fold_fields(docs))
+        assert self._automaton is not None and self._anchors is not None
+        # " title \x01 text \x02 title \x01 text \x02 ...", folded and scanned for
+        # anchors in one piece, so an article that hits none costs no Python code.
+        hay = " " + fold_fields(docs)
         ends: list[int] = []  # offset of each document's \x02
         find = hay.find
         at = find("\x02")
         while at >= 0:
             ends.append(at)
             at = find("\x02", at + 1)
-        assert self._anchors is not None
-        by_key = self._by_key
         per_doc: dict[int, set[int]] = {}  # document index -> candidate topics
         limit = -1
         candidates: set[int] = set()
         # Hits come in text order, so each document's hits arrive together.
-        for end, key in self._anchors.iter(hay):
+        for end, topics in self._anchors.iter(hay):
             if end > limit:
                 index = bisect_right(ends, end)
                 limit = ends[index]
                 candidates = per_doc[index] = set()
-            candidates.update(by_key[key])
+            candidates.update(topics)
         scan = self._automaton.iter
         for index, candidates in per_doc.items():
             start = ends[index - 1] + 1 if index else 0
+            # " title words \x01 text words \x02": single spaces, as phrase keys and
+            # word positions need.
+            text = _SPACES.sub(" ", hay[start : ends[index] + 1])
             hits: dict[int, list[int]] = {}
-            # A slice: given start and end, the automaton would still copy the whole batch.
-            for end, (key, length) in scan(hay[start : ends[index]]):
+            for end, (key, length) in scan(text):
                 offsets = hits.get(key)
                 if offsets is None:
-                    hits[key] = [start + end - length + 1]
+                    hits[key] = [end - length + 1]
                 else:
-                    offsets.append(start + end - length + 1)
-            state = _Doc(hay, start, ends[index] + 1, hits)
+                    offsets.append(end - length + 1)
+            state = _Doc(text, 0, len(text), hits)
             yield from self._evaluate(docs[index], state, sorted(candidates))
 
     def _evaluate(
