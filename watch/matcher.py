@@ -2,10 +2,16 @@
 
 `Matcher.compile` parses all topic queries (`watch.query`) once and puts every
 distinct word, phrase and wildcard prefix of every topic into one Aho-Corasick
-automaton. Matching an article folds its title and text to the matching normal form
-(`watch.normalize.fold`), runs the automaton once over both, and evaluates the
-boolean tree of only those topics one of whose words was hit. The cost of an
-article grows with its length, not with the number of topics.
+automaton. Each topic also gets an *anchor*: the smallest set of its words one of
+which every matching article must contain (`_Compiler.anchor`); the anchors go into a
+second, smaller automaton.
+
+`match_many` works on batches of articles: it folds the titles and texts of a whole
+batch to the matching normal form in one call (`watch.normalize.fold_fields`) and
+scans the batch once for anchors, so the many articles that hit no anchor cost no
+Python code of their own. Only an article that hits an anchor is scanned with the
+full automaton, and only the topics it anchors have their boolean tree evaluated.
+The cost of an article grows with its length, not with the number of topics.
 
 Words are matched whole: the automaton's keys are the normal-form words with a
 space on each side (a wildcard prefix only on the left), and the folded text has
@@ -126,8 +132,7 @@ class _Doc:
     """What one article's automaton pass found; positions are worked out on demand.
 
     The article is `hay[start:end]`, " title words \x01 text words \x02" with single
-    spaces, so the word index of a hit is the number of spaces before it; offsets
-    stay those of the whole batch's haystack.
+    spaces, so the word index of a hit is the number of spaces before it.
     """
 
     __slots__ = ("end", "hay", "hits", "in_title", "start", "title_end")
