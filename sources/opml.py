@@ -68,7 +68,8 @@ def _walk(
             if url not in seen:
                 seen.add(url)
                 tags = _unique(path + _categories(attrs.get("category")))
-                feeds.append(OpmlFeed(name=label or url, url=url, tags=tags))
+                # a source name is at most 200 characters (the config's and the schema's limit)
+                feeds.append(OpmlFeed(name=(label or url)[:200], url=url, tags=tags))
             continue
         _walk(outline, (*path, label) if label else path, feeds, seen)
 
