@@ -296,9 +296,13 @@ def topics_list(
 def import_opml(file: Annotated[Path, typer.Argument(help="An OPML file.", exists=True)]) -> None:
     """Add the feeds of an OPML file as sources (kept across config syncs)."""
     from newswatch.runs import import_opml as do_import
+    from sources.opml import OpmlError
 
     with one_line_errors():
-        added, total = do_import(config(), file.read_bytes())
+        try:
+            added, total = do_import(config(), file.read_bytes())
+        except OpmlError as err:
+            fail(f"{file}: {err}", EXIT_CONFIG)
     typer.echo(f"{added} of {total} feeds added")
 
 
