@@ -190,3 +190,36 @@ def test_opml_export_then_import_round_trips_the_sources(
     urls = sorted(re.findall(r'xmlUrl="([^"]+)"', exported.stdout))
     assert sorted(re.findall(r'xmlUrl="([^"]+)"', again.stdout)) == urls
     assert len(urls) == 2
+
+
+def test_import_opml_keeps_a_source_name_longer_than_the_column_cut_to_200(
+    tmp_path: Path, database_url: str
+) -> None:
+    opml = tmp_path / "long.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><head><title>x</title></head><body>'
+        f'<outline type="rss" text="{"N" * 300}" xmlUrl="https://example.org/feed"/>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
+    config = write_config(tmp_path, {})
+
+    imported = invoke(config, database_url, "sources", "import-opml", str(opml))
+    exported = invoke(config, database_url, "sources", "export-opml")
+
+    assert imported.stdout == "1 of 1 feeds added\n", imported.output
+    assert f'text="{"N" * 200}"' in exported.stdout
+
+
+def test_import_opml_of_a_file_that_is_not_opml_says_so_in_one_line(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    junk = tmp_path / "junk.opml"
+    junk.write_text("<html><body>not OPML</body></html>", encoding="utf-8")
+
+    result = invoke(write_config(tmp_path, {}), sqlite_url, "sources", "import-opml", str(junk))
+
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("newswatch: ") and "not an OPML document" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
