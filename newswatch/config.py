@@ -75,7 +75,7 @@ class SourceConfig(_Table):
     name: str = Field(min_length=1, max_length=200)
     url: HttpUrl
     tags: list[str] = []
-    language: str | None = None
+    language: str | None = Field(None, max_length=35)  # a BCP 47 tag; the column holds 35
     poll_interval_minutes: float | None = Field(None, gt=0)
 
 
