@@ -97,6 +97,12 @@ BAD_CONFIGS = {
         "not an http(s) URL",
     ),
     "bad TOML": ("[poll\n", "invalid TOML"),
+    "language too long": (
+        '[[sources]]\nname = "Long"\nurl = "https://example.org/f"\nlanguage = "'
+        + "x" * 40
+        + '"\n',
+        "[[sources]] #2 ('Long') language",
+    ),
 }
 
 
