@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from newswatch.config import Config
 from newswatch.processing import ArticleProcessor
@@ -125,12 +126,22 @@ def fetch_options(config: Config) -> FetchOptions:
     return options
 
 
+def _web_link(link: str | None) -> str | None:
+    """`link` unless it names a scheme other than http(s): a javascript: or data: link
+    from a feed must not become an article's URL (export, digests, a reader's click)."""
+    if link is None:
+        return None
+    scheme = urlsplit(link.strip()).scheme.lower()
+    return link if scheme in ("", "http", "https") else None
+
+
 def entry_record(entry: Entry, feed_url: str) -> ArticleRecord:
     identity = article_identity(entry, feed_url)
+    link = _web_link(entry.link)
     return ArticleRecord(
         key=identity.key,
         key_kind=identity.kind,
-        url=entry.link,
+        url=link,
         canonical_url=identity.canonical_url,
         guid=entry.guid,
         title=entry.title,
@@ -139,7 +150,7 @@ def entry_record(entry: Entry, feed_url: str) -> ArticleRecord:
         author=entry.author,
         language=entry.language,
         published_at=entry.published,
-        entry_url=entry.link,
+        entry_url=link,
     )
 
 
