@@ -538,8 +538,8 @@ def test_absurd_garbage_and_missing_dates_fall_back_to_first_seen(hostile: Hosti
 def test_scripts_handlers_javascript_iframes_and_css_expressions_are_never_stored(
     hostile: HostilePoll,
 ) -> None:
-    [article] = hostile.articles("Script")
-    stored = f"{article.title}\n{article.summary}\n{article.content}".lower()
+    articles = hostile.articles("Script")
+    stored = "\n".join(f"{a.title}\n{a.summary}\n{a.content}\n{a.url}" for a in articles).lower()
     for bad in (
         "<script",
         "steal(",
@@ -559,7 +559,16 @@ def test_scripts_handlers_javascript_iframes_and_css_expressions_are_never_store
     assert "talks" in stored and "resume" in stored
 
 
+def test_javascript_and_data_links_never_become_an_article_url(hostile: HostilePoll) -> None:
+    links = {a.title: a.url for a in hostile.articles("Script")}
+    assert links["Scripted link"] is None and links["Data link"] is None
+    assert links["Ceasefire talks Bcc: victim@example.org Subject: spam"] == "https://xss.example/1"
+    with reading(hostile.database_url) as s:
+        entry_urls = s.scalars(select(Sighting.entry_url)).all()
+    assert not [u for u in entry_urls if u and ":" in u and not u.startswith("http")]
+
+
 def test_a_title_with_crlf_and_bcc_is_stored_on_one_line(hostile: HostilePoll) -> None:
-    [article] = hostile.articles("Script")
+    [article] = [a for a in hostile.articles("Script") if a.title.startswith("Ceasefire")]
     assert "\r" not in article.title and "\n" not in article.title
     assert article.title.startswith("Ceasefire talks Bcc:")
