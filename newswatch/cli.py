@@ -63,6 +63,10 @@ def one_line_errors() -> Iterator[None]:
         fail(f"database error: {err}", EXIT_DATABASE)
     except DeliveryError as err:
         fail(f"delivery failed: {err}", EXIT_FAILED)
+    except OSError as err:
+        if err.filename is None:  # not a file the user named: a bug, keep its traceback
+            raise
+        fail(f"cannot use {err.filename}: {err.strerror}", EXIT_FAILED)
 
 
 def config() -> Config:
@@ -315,10 +319,10 @@ def export_opml(
 
     with one_line_errors():
         data = do_export(config())
-    if output and output != "-":
-        Path(output).write_bytes(data)
-    else:
-        sys.stdout.buffer.write(data)
+        if output and output != "-":
+            Path(output).write_bytes(data)
+        else:
+            sys.stdout.buffer.write(data)
 
 
 @app.command()
