@@ -223,3 +223,12 @@ def test_import_opml_of_a_file_that_is_not_opml_says_so_in_one_line(
     assert isinstance(result.exception, SystemExit)
     assert result.stderr.startswith("newswatch: ") and "not an OPML document" in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_export_to_a_path_that_cannot_be_written_is_one_line_and_exit_1(
+    polled: tuple[Path, str], tmp_path: Path
+) -> None:
+    target = tmp_path / "missing" / "dir" / "out.jsonl"
+    result = invoke(*polled, "export", "--output", str(target))
+    assert result.exit_code == 1
+    assert result.stderr == f"newswatch: cannot use {target}: No such file or directory\n"
