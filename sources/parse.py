@@ -161,6 +161,7 @@ _ITEM_ATTRIBUTES = {
     "enclosure": {"url", "length", "type"},
 }
 _ENTITY_NAME = re.compile("&([A-Za-z0-9_]+);")
+_C1_CONTROLS = re.compile("[\x80-\x9f]")  # the only characters feedparser's cp1252 map changes
 
 
 class _NotPlain(Exception):
@@ -220,10 +221,12 @@ def _plain_text(element: ET.Element) -> str:
 
 def _repair(output: str) -> str:
     output = output.strip()
+    if output.isascii():
+        return output  # both steps below only ever change non-ASCII text
     # feedparser's repair of UTF-8 that was read as ISO-8859-1 and re-encoded
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         output = output.encode("iso-8859-1").decode("utf-8")
-    return output.translate(_cp1252)
+    return output.translate(_cp1252) if _C1_CONTROLS.search(output) else output
 
 
 def _read_channel(channel: ET.Element, url: str) -> dict[str, Any]:
