@@ -258,12 +258,18 @@ def is_near_duplicate(
 class _Held:
     """A held article. A plain slotted class: built once per article, on the hot path."""
 
-    __slots__ = ("at", "signature", "story")
+    __slots__ = ("at", "postings", "signature", "story")
 
-    def __init__(self, at: float, signature: Signature, story: int) -> None:
+    def __init__(
+        self, at: float, signature: Signature, story: int, postings: list[list[int]]
+    ) -> None:
         self.at = at  # published_at as a POSIX timestamp: cheaper to compare
         self.signature = signature
         self.story = story
+        # The posting lists it is on: eviction then needs no index lookups. A list
+        # stays the same object for as long as it holds an id (sweeps drop only
+        # empty ones).
+        self.postings = postings
 
 
 @dataclass(slots=True)
@@ -395,12 +401,7 @@ class StoryClusterer:
                 continue
             # One C-level pass over the article's posting lists; lists left empty are
             # dropped by the next sweep.
-            collections.deque(
-                map(
-                    list.remove, map(postings.__getitem__, held.signature.keys), repeat(article_id)
-                ),
-                maxlen=0,
-            )
+            collections.deque(map(list.remove, held.postings, repeat(article_id)), maxlen=0)
             self._removed += 1
             story = stories[held.story]
             story.members.discard(article_id)
@@ -443,7 +444,7 @@ class StoryClusterer:
         window = self.window.total_seconds()
         at = candidate.published_at.timestamp()
         held_get = self._held.get
-        for other_id in sorted(found):
+        for other_id in found:
             other = held_get(other_id)
             if other is None or other.story in stories or abs(other.at - at) > window:
                 continue  # evicted, or already a neighbour story, or too far apart
@@ -496,15 +497,12 @@ class StoryClusterer:
     def _insert(self, candidate: StoryCandidate, signature: Signature, story: _Story) -> None:
         article_id = candidate.article_id
         at = candidate.published_at.timestamp()
-        self._held[article_id] = _Held(at, signature, story.key)
+        # C-level: each key's list, created empty where missing (iter(list, None) makes
+        # a fresh list per call), then the id appended to each.
+        postings = [*map(self._postings.setdefault, signature.keys, iter(list, None))]
+        collections.deque(map(list.append, postings, repeat(article_id)), maxlen=0)
+        self._held[article_id] = _Held(at, signature, story.key, postings)
         story.members.add(article_id)
-        postings = self._postings
-        for key in signature.keys:
-            posting = postings.get(key)
-            if posting is None:
-                postings[key] = [article_id]
-            else:
-                posting.append(article_id)
         heapq.heappush(self._expiry, (at, article_id))
 
 
