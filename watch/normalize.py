@@ -162,21 +162,35 @@ def fold_fields(docs: Sequence[_Fields]) -> str:
     articles cheap. Break characters inside the texts themselves become spaces.
     """
     raw = " \x02 ".join([f"{d.title} \x01 {d.text}" for d in docs]) + " \x02 "
-    if raw.count(FIELD_BREAK) != len(docs) or raw.count(DOC_BREAK) != len(docs):
-        raw = _rejoin_clean(docs)
+    folded = _fold_marked(raw, len(docs))
+    if folded is None:  # a title or text held a break character itself
+        folded = _fold_marked(_rejoin_clean(docs), len(docs))
+        assert folded is not None
+    return folded
+
+
+def _fold_marked(raw: str, count: int) -> str | None:
+    """`raw` folded with its break characters kept; None unless it has `count` of each."""
     if raw.isascii():
-        return raw.encode("ascii").translate(_ASCII_FOLD_MARKED).decode("ascii")
-    if _SET_ASIDE in raw:
-        raw = _rejoin_clean(docs)
-    for char in _TYPOGRAPHY:
-        raw = raw.replace(char, " ")
-    pieces: list[str] = []
-    _set_aside.pieces = pieces
-    try:
-        raw_ascii = raw.encode("ascii", _FOLD_FIELDS_ERRORS)
-    finally:
-        _set_aside.pieces = None
-    folded = raw_ascii.translate(_ASCII_FOLD_MARKED).decode("ascii")
+        folded = raw.encode("ascii").translate(_ASCII_FOLD_MARKED).decode("ascii")
+        pieces: list[str] = []
+    else:
+        for char in _TYPOGRAPHY:
+            raw = raw.replace(char, " ")
+        pieces = []
+        _set_aside.pieces = pieces
+        try:
+            raw_ascii = raw.encode("ascii", _FOLD_FIELDS_ERRORS)
+        finally:
+            _set_aside.pieces = None
+        folded = raw_ascii.translate(_ASCII_FOLD_MARKED).decode("ascii")
+    # Counted on the ASCII result, where counting is cheapest.
+    if (
+        folded.count(FIELD_BREAK) != count
+        or folded.count(DOC_BREAK) != count
+        or folded.count(_SET_ASIDE) != len(pieces)
+    ):
+        return None
     if not pieces:
         return folded
     parts: list[str] = folded.split(_SET_ASIDE)
