@@ -118,3 +118,18 @@ def test_a_phrase_matches_across_punctuation_between_its_words() -> None:
     matcher = Matcher.compile([TopicSpec("p", '"military friction" AND Syria')])
     docs = [Document(1, "Syria", "More military, friction."), Document(2, "Syria", "friction")]
     assert [m.doc_id for m in matcher.match_many(docs)] == [1]
+
+
+def test_documents_on_both_sides_of_a_batch_boundary_match_alone() -> None:
+    matcher = Matcher.compile([TopicSpec("t", "Israel NEAR/0 Turkey")])
+    # Each article ends with "Israel" and the next starts with "Turkey": never a match.
+    docs = [Document(i, "Turkey", "Israel") for i in range(2500)]
+    docs += [Document(2500, "Israel Turkey", "")]
+    assert [m.doc_id for m in matcher.match_many(docs)] == [2500]
+
+
+def test_long_articles_are_matched_in_smaller_batches_all_the_same() -> None:
+    matcher = Matcher.compile([TopicSpec("t", "Israel AND Turkey")])
+    long_text = "word " * 150_000 + "Turkey"
+    docs = [Document(i, "Israel", long_text if i % 2 else "nothing") for i in range(8)]
+    assert [m.doc_id for m in matcher.match_many(docs)] == [1, 3, 5, 7]

@@ -62,7 +62,8 @@ from watch.query import (
 __all__ = ["Document", "Matcher", "TopicMatch", "TopicSpec", "topic_fingerprint"]
 
 SNIPPET_CHARS = 200
-_BATCH = 256  # articles folded and scanned together
+_BATCH = 1024  # articles folded and scanned together, at most
+_BATCH_CHARS = 1 << 20  # and at most about this much text: long articles, smaller batches
 # Bump when matching or scoring changes, so every topic's fingerprint changes and
 # stored matches are recomputed.
 MATCHER_VERSION = "1"
@@ -352,11 +353,13 @@ class Matcher:
         if self._automaton is None:
             return
         batch: list[Document] = []
+        chars = 0
         for doc in docs:
             batch.append(doc)
-            if len(batch) == _BATCH:
+            chars += len(doc.title) + len(doc.text)
+            if len(batch) == _BATCH or chars >= _BATCH_CHARS:
                 yield from self._match_batch(batch)
-                batch = []
+                batch, chars = [], 0
         if batch:
             yield from self._match_batch(batch)
 
