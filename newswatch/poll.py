@@ -75,6 +75,8 @@ class PollReport:
     feeds: list[FeedReport] = field(default_factory=list)
     new_article_ids: list[int] = field(default_factory=list)
     new_matches: int = 0
+    stories_assigned: int = 0
+    story_error: str | None = None  # clustering failed; the next poll assigns those articles
 
     @property
     def ok(self) -> int:
@@ -104,6 +106,8 @@ class PollReport:
         self.feeds.extend(other.feeds)
         self.new_article_ids.extend(other.new_article_ids)
         self.new_matches += other.new_matches
+        self.stories_assigned += other.stories_assigned
+        self.story_error = self.story_error or other.story_error
         if other.finished_at and (not self.finished_at or other.finished_at > self.finished_at):
             self.finished_at = other.finished_at
 
@@ -331,5 +335,12 @@ async def poll_sources(
                     error=f"poll deadline of {config.poll.deadline:g} s passed",
                 )
             )
+    # One clustering step per poll, after every feed is stored: see newswatch/stories.py.
+    from newswatch.stories import assign_stories
+
+    try:
+        state.report.stories_assigned = assign_stories(db, config, now).assigned
+    except DatabaseError as err:
+        state.report.story_error = str(err)
     state.report.finished_at = datetime.now(UTC)
     return state.report
