@@ -201,12 +201,12 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Feed health: last status and error, failures, last success, next poll, articles."""
-    from newswatch.runs import feed_health
+    from newswatch.runs import feed_health, health_json
 
     with one_line_errors():
         rows = feed_health(config())
     if as_json:
-        typer.echo(json.dumps([row.as_json() for row in rows], indent=2, ensure_ascii=False))
+        typer.echo(json.dumps([health_json(row) for row in rows], indent=2, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table

@@ -136,48 +136,18 @@ def run_digest(
     return digest_flow(config_path=str(config.path), name=name, fmt=fmt, output=output)
 
 
-@dataclass(frozen=True, slots=True)
-class HealthRow:
-    name: str
-    url: str
-    last_status: str | None
-    last_error: str | None
-    consecutive_failures: int
-    last_checked_at: datetime | None
-    last_success_at: datetime | None
-    next_poll_at: datetime | None
-    gone: bool
-    articles: int
-
-    def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, datetime):
-                data[key] = value.isoformat()
-        return data
-
-
-def feed_health(config: Config) -> list[HealthRow]:
+def feed_health(config: Config) -> list[FeedHealth]:
+    """Every configured feed's health, in name order."""
     from storage.feeds import feed_health as stored_health
 
     with database(config).session() as session:
         sync_sources_quietly(session, config)
-        rows: list[FeedHealth] = stored_health(session)
-    return [
-        HealthRow(
-            name=r.name,
-            url=r.url,
-            last_status=r.last_status,
-            last_error=r.last_error,
-            consecutive_failures=r.consecutive_failures,
-            last_checked_at=r.last_checked_at,
-            last_success_at=r.last_success_at,
-            next_poll_at=r.next_poll_at,
-            gone=r.gone,
-            articles=r.articles,
-        )
-        for r in rows
-    ]
+        return stored_health(session)
+
+
+def health_json(row: FeedHealth) -> dict[str, Any]:
+    """One feed's health as JSON-ready values (datetimes in ISO 8601)."""
+    return {k: _json_default(v) if isinstance(v, datetime) else v for k, v in asdict(row).items()}
 
 
 def sync_sources_quietly(session: Any, config: Config) -> None:
