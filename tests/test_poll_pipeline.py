@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -251,6 +252,9 @@ def test_two_polls_at_once_store_each_article_once_without_lock_errors(
     assert all(out.startswith("4 feeds: 4 ok") for out, _ in outputs), outputs
     assert count(database_url, Article) == 40
     assert count(database_url, Sighting) == 80
+    # each article was new to exactly one of the two polls (so matched once)
+    new = [re.search(r"(\d+) new articles", out) for out, _ in outputs]
+    assert sum(int(m[1]) for m in new if m) == 40
 
 
 def _wait_for(condition: object, timeout: float = 60) -> None:
