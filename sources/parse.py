@@ -174,6 +174,8 @@ def _fast_rss(data: bytes, url: str, content_type: str | None) -> dict[str, Any]
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data or b"xml:base" in data or b"xml:lang" in data:
         return None
     start = data.find(b"<rss")
+    if start < 0:
+        start = data.find(b"<feed")
     # ElementTree drops comments and processing instructions, and with them the text
     # after them inside an element, which feedparser keeps
     if start < 0 or data.find(b"<!--", start) >= 0 or data.find(b"<?", start) >= 0:
@@ -182,9 +184,12 @@ def _fast_rss(data: bytes, url: str, content_type: str | None) -> dict[str, Any]
         data.decode("utf-8")
         # no DOCTYPE, hence no entity declarations to expand and nothing external to load
         root = ET.fromstring(data)  # noqa: S314
+        base = make_safe_absolute_uri("", url) or make_safe_absolute_uri(url) or ""
+        if root.tag == _ATOM + "feed" and not root.attrib:
+            return _read_atom_feed(root, base)
         if root.tag != "rss" or root.attrib != {"version": "2.0"} or len(root) != 1:
             return None
-        return _read_channel(root[0], url)
+        return _read_channel(root[0], base)
     except (ET.ParseError, UnicodeDecodeError, _NotPlain, ValueError):
         return None
 
@@ -229,10 +234,9 @@ def _repair(output: str) -> str:
     return output.translate(_cp1252) if _C1_CONTROLS.search(output) else output
 
 
-def _read_channel(channel: ET.Element, url: str) -> dict[str, Any]:
+def _read_channel(channel: ET.Element, base: str) -> dict[str, Any]:
     if channel.tag != "channel" or channel.attrib:
         raise _NotPlain("channel")
-    base = make_safe_absolute_uri("", url) or make_safe_absolute_uri(url) or ""
     feed: dict[str, Any] = {}
     entries: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -312,31 +316,194 @@ def _read_item(item: ET.Element, base: str) -> dict[str, Any]:
                 raise _NotPlain(tag)
             entry["author"] = text
         elif tag == "category":
-            _category(tags, text, child.get("domain"))
+            _category(tags, text, None, child.get("domain"), None)
         elif tag not in ("comments", "enclosure"):
             raise _NotPlain(tag)
-    if "summary" in entry and "content" in entry and "summary_detail" not in entry:
-        entry["summary_detail"] = {"type": "text/html"}
     entry["tags"] = tags
     return entry
 
 
-def _category(tags: list[dict[str, Any]], value: str, domain: str | None) -> None:
+def _category(
+    tags: list[dict[str, Any]],
+    value: str,
+    term: str | None,
+    scheme: str | None,
+    label: str | None,
+) -> None:
     # feedparser's _start_category/_end_category, with their order of effects
-    def add(term: str | None, scheme: str | None) -> None:
-        if not term and not scheme:
+    def add(term: str | None, scheme: str | None, label: str | None) -> None:
+        if not term and not scheme and not label:
             return
-        tag = {"term": term, "scheme": scheme, "label": None}
+        tag = {"term": term, "scheme": scheme, "label": label}
         if tag not in tags:
             tags.append(tag)
 
-    add(None, domain)
+    add(term, scheme, label)
     if not value:
         return
     if tags and not tags[-1]["term"]:
         tags[-1]["term"] = value
     else:
-        add(value, None)
+        add(value, None, None)
+
+
+# Atom 1.0: what feedparser reads from a feed's and an entry's children.
+_ATOM_TEXT_TYPES = {None: "text/plain", "text": "text/plain", "html": "text/html"}
+_ATOM_FEED_IGNORED = frozenset(
+    _ATOM + name for name in ("updated", "subtitle", "rights", "generator", "icon", "logo")
+)
+_ATOM_ENTRY_ONCE = frozenset(
+    _ATOM + name
+    for name in ("id", "title", "updated", "published", "summary", "content", "author", "rights")
+)
+_LINK_ATTRIBUTES = frozenset({"href", "rel", "type", "hreflang", "title", "length"})
+_PERSON_CHILDREN = frozenset({_ATOM + "name", _ATOM + "email", _ATOM + "uri"})
+
+
+def _atom_text_type(element: ET.Element, allowed: frozenset[str] = frozenset({"type"})) -> str:
+    if any(name not in allowed for name in element.attrib):
+        raise _NotPlain(element.tag)
+    kind = element.get("type")
+    mapped = _ATOM_TEXT_TYPES.get(kind.lower() if kind is not None else None)
+    if mapped is None:
+        raise _NotPlain(f"{element.tag} type {kind}")
+    return mapped
+
+
+def _atom_link(element: ET.Element, base: str) -> str | None:
+    """The href an Atom <link> makes the context's link (feedparser: alternate HTML), or None."""
+    if len(element) or (element.text or "").strip():
+        raise _NotPlain("link")
+    if any(name not in _LINK_ATTRIBUTES for name in element.attrib) or "href" not in element.attrib:
+        raise _NotPlain("link")
+    rel = (element.get("rel") or "alternate").lower()
+    default_type = "application/atom+xml" if rel == "self" else "text/html"
+    kind = (element.get("type") or default_type).lower()
+    kind = {"text": "text/plain", "html": "text/html", "xhtml": "application/xhtml+xml"}.get(
+        kind, kind
+    )
+    if rel == "alternate" and kind in ("text/html", "application/xhtml+xml"):
+        return _urljoin(base, element.attrib["href"])
+    return None
+
+
+def _atom_person(element: ET.Element) -> str:
+    """feedparser's `author` for an Atom person: 'name (email)', name, email or ''."""
+    if element.attrib or (element.text or "").strip():
+        raise _NotPlain("person")
+    parts: dict[str, str] = {}
+    for child in element:
+        if child.tag not in _PERSON_CHILDREN or child.attrib or len(child) or child.tag in parts:
+            raise _NotPlain("person")
+        parts[child.tag] = (child.text or "").strip()  # read raw: expecting_text=0
+        if (child.tail or "").strip():
+            raise _NotPlain("person")
+    name, email = parts.get(_ATOM + "name"), parts.get(_ATOM + "email")
+    if name and email:
+        return f"{name} ({email})"
+    return name or email or ""
+
+
+def _read_atom_feed(root: ET.Element, base: str) -> dict[str, Any]:
+    feed: dict[str, Any] = {}
+    entries: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for child in root:
+        tag = child.tag
+        if tag == _ATOM + "entry":
+            entries.append(_read_atom_entry(child, base))
+        elif tag == _ATOM + "link":
+            href = _atom_link(child, base)
+            if href is not None:
+                feed["link"] = href
+        elif tag in (_ATOM + "title", _ATOM + "id"):
+            if tag in seen:
+                raise _NotPlain(tag)
+            seen.add(tag)
+            if tag == _ATOM + "title":
+                _atom_text_type(child)
+                feed["title"] = _plain_text(child)
+            else:
+                if child.attrib:
+                    raise _NotPlain(tag)
+                text = _plain_text(child)
+                feed.setdefault("link", _urljoin(base, text) if text else text)
+        elif tag in (_ATOM + "author", _ATOM + "contributor"):
+            _atom_person(child)
+        elif tag == _ATOM + "category":
+            if len(child) or any(a not in ("term", "scheme", "label") for a in child.attrib):
+                raise _NotPlain(tag)
+        elif tag in _ATOM_FEED_IGNORED:
+            if len(child):
+                raise _NotPlain(tag)
+        else:
+            raise _NotPlain(tag)
+    return {
+        "version": "atom10",
+        "bozo": False,
+        "feed": feed,
+        "entries": entries,
+        "newswatch_notes": [],
+    }
+
+
+def _read_atom_entry(element: ET.Element, base: str) -> dict[str, Any]:
+    if element.attrib:
+        raise _NotPlain("entry")
+    entry: dict[str, Any] = {}
+    seen: set[str] = set()
+    tags: list[dict[str, Any]] = []
+    for child in element:
+        tag = child.tag
+        if tag in _ATOM_ENTRY_ONCE:
+            if tag in seen:
+                raise _NotPlain(tag)
+            seen.add(tag)
+        if tag == _ATOM + "link":
+            href = _atom_link(child, base)
+            if href is not None:
+                entry["link"] = href
+        elif tag == _ATOM + "id":
+            if child.attrib:
+                raise _NotPlain(tag)
+            text = _plain_text(child)
+            if text:
+                text = _urljoin(base, text)
+            entry["id"] = text
+            entry.setdefault("link", text)  # feedparser: an Atom id is a permalink guid
+        elif tag == _ATOM + "title":
+            _atom_text_type(child)
+            entry["title"] = _plain_text(child)
+            entry["title_detail"] = {"language": None}
+        elif tag == _ATOM + "summary":
+            kind = _atom_text_type(child)
+            entry["summary"] = _plain_text(child)
+            entry["summary_detail"] = {"type": kind}
+        elif tag == _ATOM + "content":
+            kind = _atom_text_type(child)
+            text = _plain_text(child)
+            entry["content"] = [{"type": kind, "value": text}]
+            entry.setdefault("summary", text)  # feedparser copies it, without its type
+        elif tag in (_ATOM + "published", _ATOM + "updated"):
+            if child.attrib:
+                raise _NotPlain(tag)
+            key = "published_parsed" if tag == _ATOM + "published" else "updated_parsed"
+            entry[key] = _parse_date(_plain_text(child))
+        elif tag == _ATOM + "author":
+            entry["author"] = _atom_person(child)
+        elif tag == _ATOM + "category":
+            if any(a not in ("term", "scheme", "label") for a in child.attrib):
+                raise _NotPlain(tag)
+            _category(
+                tags, _plain_text(child), child.get("term"), child.get("scheme"), child.get("label")
+            )
+        elif tag == _ATOM + "rights":
+            _atom_text_type(child)
+            _plain_text(child)
+        else:
+            raise _NotPlain(tag)
+    entry["tags"] = tags
+    return entry
 
 
 def _urljoin(base: str, uri: str) -> str:
