@@ -58,16 +58,18 @@ class StorageConfig(_Table):
 
 
 class PollConfig(_Table):
-    interval_minutes: float = Field(15, gt=0)
-    concurrency: int = Field(50, ge=1, le=1000)
-    per_host: int = Field(4, ge=1, le=100)
-    connect_timeout: float = Field(10, gt=0)
-    read_timeout: float = Field(20, gt=0)
-    feed_timeout: float = Field(60, gt=0)  # whole request of one feed, body included
-    deadline: float = Field(600, gt=0)  # whole poll; feeds not done by then are retried next time
-    max_feed_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    max_redirects: int = Field(5, ge=0, le=20)
-    batch_size: int = Field(100, ge=1)  # feeds per Prefect task
+    interval_minutes: float = Field(default=15, gt=0)
+    concurrency: int = Field(default=50, ge=1, le=1000)
+    per_host: int = Field(default=4, ge=1, le=100)
+    connect_timeout: float = Field(default=10, gt=0)
+    read_timeout: float = Field(default=20, gt=0)
+    feed_timeout: float = Field(default=60, gt=0)  # whole request of one feed, body included
+    deadline: float = Field(
+        default=600, gt=0
+    )  # whole poll; feeds not done by then are retried next time
+    max_feed_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    batch_size: int = Field(default=100, ge=1)  # feeds per Prefect task
     user_agent: str | None = None
 
 
@@ -75,24 +77,24 @@ class SourceConfig(_Table):
     name: str = Field(min_length=1, max_length=200)
     url: HttpUrl
     tags: list[str] = []
-    language: str | None = Field(None, max_length=35)  # a BCP 47 tag; the column holds 35
-    poll_interval_minutes: float | None = Field(None, gt=0)
+    language: str | None = Field(default=None, max_length=35)  # a BCP 47 tag; the column holds 35
+    poll_interval_minutes: float | None = Field(default=None, gt=0)
 
 
 class TopicConfig(_Table):
     name: str = Field(min_length=1, max_length=200)
     query: str = Field(min_length=1)
-    min_score: float = Field(0.0, ge=0)
+    min_score: float = Field(default=0.0, ge=0)
 
 
 class WatchConfig(_Table):
-    backfill_days: float = Field(7, ge=0)  # new or edited topics are applied this far back
+    backfill_days: float = Field(default=7, ge=0)  # new or edited topics are applied this far back
 
 
 class ClusteringConfig(_Table):
     enabled: bool = True
-    window_hours: float = Field(72, gt=0)
-    threshold: float | None = Field(None, gt=0, le=1)
+    window_hours: float = Field(default=72, gt=0)
+    threshold: float | None = Field(default=None, gt=0, le=1)
 
 
 DigestFormat = Literal["email", "markdown", "html", "text"]
@@ -106,9 +108,9 @@ class DigestConfig(_Table):
     format: DigestFormat | list[DigestFormat] = "markdown"
     to: list[str] = []
     output: str = "digests/"
-    max_items_per_topic: int = Field(20, ge=1)
+    max_items_per_topic: int = Field(default=20, ge=1)
     send_empty: bool = False
-    catchup_hours: float = Field(24, gt=0)  # a first digest never reaches further back
+    catchup_hours: float = Field(default=24, gt=0)  # a first digest never reaches further back
 
     @field_validator("timezone")
     @classmethod
@@ -139,11 +141,11 @@ class DigestConfig(_Table):
 
 class SmtpConfig(_Table):
     host: str
-    port: int = Field(587, ge=1, le=65535)
+    port: int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     sender: str = Field(alias="from")
-    timeout: float = Field(30, gt=0)
+    timeout: float = Field(default=30, gt=0)
     ca_file: str | None = None  # trust this CA bundle (a private relay's certificate)
 
 
