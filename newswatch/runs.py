@@ -195,18 +195,21 @@ class QueryTestResult:
 
 def test_query(config: Config, query: str, *, days: float, limit: int) -> QueryTestResult:
     """What `query` matches among articles first seen in the last `days` days."""
-    from storage.topics import article_urls, articles_since
+    from storage.topics import article_pages, article_urls
     from watch.matcher import Matcher, TopicSpec
+    from watch.query import parse_query
 
+    parse_query(query, config.aliases)  # a bad query's error names the query, not a topic
     matcher = Matcher.compile([TopicSpec("query", query)], config.aliases)
     since = datetime.now(UTC) - timedelta(days=days)
     scanned = 0
     hits: list[tuple[float, int, Any, Any]] = []
-    with database(config).session() as session:
-        for article in articles_since(session, since):
-            scanned += 1
-            for match in matcher.match(document(article)):
-                hits.append((match.score, article.id, article, match))
+    with database(config).session(readonly=True) as session:
+        for page in article_pages(session, since):
+            scanned += len(page)
+            by_id = {article.id: article for article in page}
+            for match in matcher.match_many(document(a) for a in page):
+                hits.append((match.score, match.doc_id, by_id[match.doc_id], match))
         hits.sort(key=lambda h: (-h[0], -h[1]))
         urls = article_urls(session, [h[1] for h in hits[:limit]])
     shown = [
