@@ -17,8 +17,8 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval
 from prefect.types.entrypoint import EntrypointType
 
-from flows.digest import digest_flow
-from flows.poll import poll_flow
+from flows.digest_flow import digest_flow
+from flows.poll_flow import poll_flow
 from newswatch.config import Config
 
 POLL_DEPLOYMENT = "poll"
@@ -37,7 +37,7 @@ def digest_deployment_name(name: str) -> str:
 def build_deployments(config: Config) -> list[RunnerDeployment]:
     """The poll deployment and one per configured digest, with their schedules.
 
-    Entrypoints are module paths (`flows.poll.poll_flow`), so runs start the same
+    Entrypoints are module paths (`flows.poll_flow.poll_flow`), so runs start the same
     whatever directory `newswatch serve` was started from; the config path is made
     absolute for the same reason.
     """

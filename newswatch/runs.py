@@ -105,7 +105,7 @@ def run_poll(
     """The `poll` command: the Prefect flow, or the same work directly."""
     if not prefect:
         return poll_once(config, all_sources=all_sources, on_feed=on_feed)
-    from flows.poll import poll_flow
+    from flows.poll_flow import poll_flow
     from newswatch.poll import feed_listener
 
     token = feed_listener.set(on_feed)
@@ -131,7 +131,7 @@ def run_digest(
         return digest_once(
             config, database(config), name=name, fmt=fmt, output=output, dry_run=dry_run
         )
-    from flows.digest import digest_flow
+    from flows.digest_flow import digest_flow
 
     return digest_flow(config_path=str(config.path), name=name, fmt=fmt, output=output)
 

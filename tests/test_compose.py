@@ -10,6 +10,7 @@ registers (names, flows, schedules, concurrency) for the example config.
 from __future__ import annotations
 
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -188,12 +189,17 @@ def test_prefect_yaml_declares_what_serve_registers_for_the_example_config(
         assert set(entry["parameters"]) == set(deployment.parameters), name
 
 
-def test_prefect_yaml_entrypoints_load_the_flows_serve_runs(prefect_yaml: dict[str, Any]) -> None:
+def test_prefect_yaml_entrypoints_load_the_flows_serve_runs(
+    prefect_yaml: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from prefect.flows import load_flow_from_entrypoint
 
+    # loading a file entrypoint puts its directory on sys.path; keep that out of later tests
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
     from flows.deployments import POLL_DEPLOYMENT
-    from flows.digest import digest_flow
-    from flows.poll import poll_flow
+    from flows.digest_flow import digest_flow
+    from flows.poll_flow import poll_flow
 
     for entry in prefect_yaml["deployments"]:
         path, _, _ = entry["entrypoint"].partition(":")
@@ -202,3 +208,22 @@ def test_prefect_yaml_entrypoints_load_the_flows_serve_runs(prefect_yaml: dict[s
         expected = poll_flow if entry["name"] == POLL_DEPLOYMENT else digest_flow
         assert loaded.name == expected.name
         assert set(entry["parameters"]) <= set(expected.parameters.properties)
+
+
+def test_prefect_yaml_entrypoints_load_in_a_fresh_worker_process(
+    prefect_yaml: dict[str, Any],
+) -> None:
+    """A worker loads a file entrypoint with its directory first on sys.path: no flow
+    module may shadow a package it imports (flows/digest.py once hid `digest`)."""
+    import subprocess
+
+    for entry in prefect_yaml["deployments"]:
+        code = (
+            "from prefect.flows import load_flow_from_entrypoint; "
+            f"print(load_flow_from_entrypoint({entry['entrypoint']!r}).name)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip().startswith("newswatch-")

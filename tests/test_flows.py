@@ -37,7 +37,7 @@ def _sources(count: int, hosts: int) -> list[DueSource]:
 
 
 def test_batches_never_exceed_max_tasks_however_many_feeds() -> None:
-    from flows.poll import MAX_TASKS, batches
+    from flows.poll_flow import MAX_TASKS, batches
 
     groups = batches(_sources(8_000, hosts=1_000), batch_size=100)
 
@@ -46,7 +46,7 @@ def test_batches_never_exceed_max_tasks_however_many_feeds() -> None:
 
 
 def test_batches_keep_each_host_in_one_batch() -> None:
-    from flows.poll import batches
+    from flows.poll_flow import batches
 
     groups = batches(_sources(1_000, hosts=37), batch_size=50)
 
@@ -56,7 +56,7 @@ def test_batches_keep_each_host_in_one_batch() -> None:
 
 
 def test_batches_are_about_batch_size_when_hosts_are_many() -> None:
-    from flows.poll import batches
+    from flows.poll_flow import batches
 
     groups = batches(_sources(1_000, hosts=500), batch_size=100)
 
@@ -75,7 +75,7 @@ def test_a_batch_is_retried_only_when_the_database_failed_it(
 ) -> None:
     from prefect.states import Failed
 
-    from flows.poll import is_transient_batch_failure, poll_batch_task
+    from flows.poll_flow import is_transient_batch_failure, poll_batch_task
 
     state = Failed(data=error)
 
@@ -129,7 +129,7 @@ def polled_demo(
     prefect_test_harness: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PolledDemo]:
     """The bundled demo feeds (served on 127.0.0.1) polled once by the poll flow."""
-    from flows.poll import poll_flow
+    from flows.poll_flow import poll_flow
 
     workdir = tmp_path_factory.mktemp("demo")
     with DemoServer() as server:
@@ -160,7 +160,7 @@ def test_poll_flow_stores_the_new_articles(polled_demo: PolledDemo) -> None:
 
 
 def test_poll_flow_publishes_a_table_with_one_row_per_feed(polled_demo: PolledDemo) -> None:
-    from flows.poll import POLL_TABLE_KEY
+    from flows.poll_flow import POLL_TABLE_KEY
 
     (artifact,) = _artifacts(polled_demo.flow_run_id, POLL_TABLE_KEY)
     assert artifact.type == "table"
@@ -171,7 +171,7 @@ def test_poll_flow_publishes_a_table_with_one_row_per_feed(polled_demo: PolledDe
 
 
 def test_poll_flow_publishes_the_new_matches_as_markdown(polled_demo: PolledDemo) -> None:
-    from flows.poll import POLL_MATCHES_KEY
+    from flows.poll_flow import POLL_MATCHES_KEY
 
     (artifact,) = _artifacts(polled_demo.flow_run_id, POLL_MATCHES_KEY)
     assert artifact.type == "markdown"
@@ -184,7 +184,7 @@ def test_poll_flow_publishes_the_new_matches_as_markdown(polled_demo: PolledDemo
 def test_poll_flow_runs_a_bounded_number_of_tasks_for_many_feeds(
     prefect_test_harness: None, feed_server: FeedServer, tmp_path: Path
 ) -> None:
-    from flows.poll import MAX_TASKS, poll_flow
+    from flows.poll_flow import MAX_TASKS, poll_flow
 
     count = 120  # one task per feed would be 120 task runs
     lines = ['[storage]\nurl = "sqlite:///nw.db"\n\n[poll]\nbatch_size = 1\n']
@@ -229,7 +229,7 @@ def test_poll_command_runs_the_poll_flow(polled_demo: PolledDemo) -> None:
 
 
 def test_digest_flow_writes_the_markdown_digest_and_publishes_it(polled_demo: PolledDemo) -> None:
-    from flows.digest import artifact_key, digest_flow
+    from flows.digest_flow import artifact_key, digest_flow
 
     output = polled_demo.config_path.parent / "out"
     output.mkdir()
@@ -254,7 +254,7 @@ def test_digest_artifacts_of_successive_runs_share_one_key(polled_demo: PolledDe
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.digest import artifact_key, digest_flow
+    from flows.digest_flow import artifact_key, digest_flow
 
     output = polled_demo.config_path.parent / "again"
     output.mkdir()
