@@ -216,8 +216,12 @@ class Newswatch:
         cmd: Sequence[str],
         timeout: float,
         extra_env: dict[str, str],
+        prefect: bool = True,
     ) -> None:
         self.extra_env = extra_env
+        self.prefect = prefect
+        # The same poll without Prefect is its own row: the pair is Prefect's overhead.
+        self.name = "newswatch" if prefect else "newswatch-noprefect"
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.backend = backend
@@ -247,7 +251,8 @@ class Newswatch:
     def run(self, scenario: str) -> Measurement:
         args = ["poll"] if scenario == "cold" else ["poll", "--all"]
         env = dict(os.environ, **self.extra_env, NEWSWATCH_DATABASE_URL=self.db_url)
-        cmd = [*self.cmd, "--config", str(self.config), *args]
+        flags = [] if self.prefect else ["--no-prefect"]
+        cmd = [*self.cmd, "--config", str(self.config), *flags, *args]
         return measure(cmd, env=env, cwd=self.work, timeout=self.timeout)
 
 
@@ -265,6 +270,29 @@ class Peer:
 
     def run(self, scenario: str) -> Measurement:
         return self.peer.run(self.timeout)
+
+
+PACKAGES = ("newswatch", "sources", "storage", "watch", "digest", "flows")
+
+
+def compile_bytecode() -> None:
+    """Write the .pyc files an installed environment has.
+
+    `uv sync` installs without compiling, and with PYTHONDONTWRITEBYTECODE set (as on
+    the shared machine) nothing ever writes them: every newswatch process then
+    compiles SQLAlchemy, aiohttp, Prefect and the rest from source, several seconds of
+    CPU that a user's installation (pip compiles on install; Python caches on first
+    import) never pays. `uv sync --compile-bytecode` (or `[tool.uv] compile-bytecode`)
+    does the same for the dependencies.
+    """
+    import site
+
+    targets = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    targets += [str(REPO / name) for name in PACKAGES if (REPO / name).is_dir()]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    # -q -q: the few files written for another Python version fail quietly
+    cmd = [sys.executable, "-m", "compileall", "-q", "-q", "-j", "0", *targets]
+    subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL)
 
 
 def _pg(sql: str) -> None:
@@ -386,9 +414,11 @@ def run_tool(
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     """newswatch median / peer median for the same scenario and N."""
-    peers = {(r["tool"], r["scenario"], r["n"]): r for r in rows if r["tool"] != "newswatch"}
+    peers = {
+        (r["tool"], r["scenario"], r["n"]): r for r in rows if not r["tool"].startswith("newswatch")
+    }
     for r in rows:
-        if r["tool"] != "newswatch" or "median_s" not in r:
+        if not r["tool"].startswith("newswatch") or "median_s" not in r:
             continue
         for peer in ("newsboat", "rss2email"):
             p = peers.get((peer, r["scenario"], r["n"]))
@@ -463,11 +493,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--newswatch-cmd", default="uv run newswatch", help="how to invoke newswatch")
     p.add_argument(
         "--prefect",
-        choices=("server", "none"),
-        default="server",
+        choices=("both", "server", "off", "none"),
+        default="both",
         help="server: newswatch reports to a Prefect server the harness starts; "
-        "none: leave Prefect to newswatch (an ephemeral server per process, or "
-        "PREFECT_API_URL from the environment)",
+        "off: `newswatch --no-prefect poll` (rows 'newswatch-noprefect'); both: both "
+        "(the pair is Prefect's overhead); none: leave Prefect to newswatch (an ephemeral "
+        "server per process, or PREFECT_API_URL from the environment)",
+    )
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="do not byte-compile the environment first (see the README: without .pyc "
+        "files every process compiles its imports from source)",
     )
     p.add_argument("--prefect-port", type=int, default=18420)
     p.add_argument("--report", type=Path, help="print a saved result as Markdown; run nothing")
@@ -510,7 +547,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefect: PrefectServer | None = None
     nw_env: dict[str, str] = {}
     try:
-        if "newswatch" in tools and args.prefect == "server":
+        if not args.no_compile:
+            log("byte-compiling the environment and newswatch (as an installed package is) ...")
+            compile_bytecode()
+        if "newswatch" in tools and args.prefect in ("server", "both"):
             log("starting a Prefect server ...")
             try:
                 prefect = PrefectServer(work, args.prefect_port)
@@ -526,14 +566,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         notes.append(why)
                         results += [Row(s, n, "newswatch", backend, note=why) for s in scenarios]
                         continue
-                    nw = Newswatch(
-                        work / f"newswatch-{backend}-{n}", urls, backend,
-                        shlex.split(args.newswatch_cmd), args.timeout, nw_env,
-                    )  # fmt: skip
-                    try:
-                        results += run_tool(nw, server, n, backend, args.reps, scenarios, log)
-                    finally:
-                        nw.drop()
+                    modes = {"both": (True, False), "off": (False,)}.get(args.prefect, (True,))
+                    for with_prefect in modes:
+                        nw = Newswatch(
+                            work / f"newswatch-{backend}-{n}", urls, backend,
+                            shlex.split(args.newswatch_cmd), args.timeout, nw_env, with_prefect,
+                        )  # fmt: skip
+                        try:
+                            results += run_tool(nw, server, n, backend, args.reps, scenarios, log)
+                        finally:
+                            nw.drop()
             if "peers" in tools:
                 for name in peers:
                     if name == "rss2email" and n > args.rss2email_max:
