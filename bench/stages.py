@@ -3,10 +3,11 @@
 Runs the poll path's pure stages in one process on N feed files read from disk (no
 HTTP): parse (`sources.parse.parse_feed`), identity (`newswatch.poll.entry_record`),
 store (`storage.ingest.store_articles` with the feed state, one transaction per feed
-as `poll_sources` does), match (`ArticleProcessor.process` in the same transaction).
+as `poll_sources` does), match (`ArticleProcessor.process` in the same transaction),
+cluster (`newswatch.stories.assign_stories` once at the end, as a poll does).
 Each stage is timed with `time.process_time` around its own calls, so the figures
 are CPU seconds of this process and do not depend on the machine's load as much as
-wall times do. Fetching, clustering, digests and Prefect are measured as whole
+wall times do. Fetching, digests and Prefect are measured as whole
 processes by `bench.run` (see `--prefect` and the README).
 
 Usage: `uv run python -m bench.stages --n 200 [--db sqlite|postgresql]`.
@@ -118,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             t_commit = time.process_time()
         clock.spent["commit"] += time.process_time() - t_commit
         clock.spent["transaction total"] += time.process_time() - t
+    try:
+        from newswatch.stories import assign_stories
+    except ImportError:  # an older tree without story clustering
+        pass
+    else:
+        clock.timed("cluster", assign_stories, db, config, now)
     db.dispose()
     out = {k: round(v, 3) for k, v in clock.spent.items()}
     out["feeds"] = args.n

@@ -93,7 +93,11 @@ ATOM = (
 
 
 @pytest.mark.parametrize("content_type", CONTENT_TYPES)
-@pytest.mark.parametrize("body", [PLAIN, ATOM], ids=["rss", "atom"])
+@pytest.mark.parametrize(
+    "body",
+    [PLAIN, ATOM, ATOM.replace(b'Atom">', b'Atom" xml:lang="en_GB">', 1)],
+    ids=["rss", "atom", "atom-xml-lang"],
+)
 def test_a_plain_feed_takes_the_fast_path_and_reads_as_with_feedparser(
     body: bytes, content_type: str | None
 ) -> None:
@@ -116,12 +120,13 @@ def test_a_plain_feed_takes_the_fast_path_and_reads_as_with_feedparser(
         _rss("<item><title>t</title>").replace(b"</channel>", b""),
         ATOM.replace(b"<title>Id as link</title>", b'<title type="xhtml"><div>x</div></title>'),
         ATOM.replace(b"<content>", b'<content src="/elsewhere">'),
+        ATOM.replace(b"<title>Id as link", b'<title xml:lang="fr">Id as link'),
         ATOM.replace(b"</entry></feed>", b"<source><title>s</title></source></entry></feed>"),
     ],
     ids=[
         "unknown-element", "repeated-field", "markup-in-title", "xml-lang", "comment",
         "latin-1", "doctype", "rss-0.91", "ill-formed", "atom-xhtml", "atom-content-src",
-        "atom-source",
+        "atom-inner-xml-lang", "atom-source",
     ],
 )  # fmt: skip
 def test_anything_unusual_is_left_to_feedparser(body: bytes) -> None:
