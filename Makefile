@@ -20,8 +20,11 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet uv
 
+# Byte-compiled once at install: every newswatch process (and many tests start them)
+# would otherwise compile Prefect's thousands of modules from source when
+# PYTHONDONTWRITEBYTECODE is set, as on CI machines.
 .venv/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 demo: env
