@@ -44,8 +44,9 @@ import html
 import itertools
 import operator
 import re
+import struct
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import repeat
@@ -202,22 +203,29 @@ def _plain(summary: str) -> str:
 # on 64-bit CPython, so every process finds the same candidates and stories.
 _crc32 = zlib.crc32
 _STOP_BIGRAMS = frozenset(hash((_crc32(a), _crc32(b))) for a in _STOPWORDS for b in _STOPWORDS)
-_is_stop_bigram = _STOP_BIGRAMS.__contains__
 
 
 def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_SIZE) -> Signature:
     """The signature of an article: bigram hashes, conflict markers, index keys."""
+    shingles, markers, keys = _fingerprint(title, summary, sketch_size)
+    return Signature(shingles, markers, tuple(keys))
+
+
+def _fingerprint(
+    title: str, summary: str, sketch_size: int
+) -> tuple[frozenset[int], frozenset[bytes], list[int]]:
     title_words = _words(title)[:_MAX_TITLE_WORDS]
     # The lede is what copies of one story share; some feeds put the whole article
     # in the summary, which would cost time and memory and dilute the similarity.
     summary_words = _summary_words(summary)
     # Bigrams stay inside a field: the title's last word and the summary's first are
     # not a phrase, and outlets that retitle a story would pay for it twice.
+    head = [*map(_crc32, title_words)]
+    lede = [*map(_crc32, summary_words)]
+    # zip hands `hash` the same pair tuple again once it is released (pairwise
+    # allocates one per bigram); the hash of a pair is that of a fresh tuple.
     shingles = frozenset(
-        itertools.chain(
-            map(hash, itertools.pairwise(map(_crc32, title_words))),
-            map(hash, itertools.pairwise(map(_crc32, summary_words))),
-        )
+        [*map(hash, zip(head, head[1:])), *map(hash, zip(lede, lede[1:]))]  # noqa: B905, RUF007
     )
     all_words = title_words + summary_words
     markers = _MARKER_WORDS.intersection(all_words)
@@ -225,10 +233,8 @@ def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_S
     if numbers:
         markers = markers.union(w.lstrip(b"0") or b"0" for w in numbers)
     # Stopword-only bigrams ("of the") would put most articles on one posting list.
-    keys = tuple(
-        itertools.islice(itertools.filterfalse(_is_stop_bigram, sorted(shingles)), sketch_size)
-    )
-    return Signature(shingles, markers, keys)
+    keys = sorted(shingles - _STOP_BIGRAMS)[:sketch_size]
+    return shingles, markers, keys
 
 
 def similarity(a: Signature, b: Signature) -> float:
@@ -255,21 +261,10 @@ def is_near_duplicate(
     return inter >= threshold * (len(a.shingles) + len(b.shingles) - inter)
 
 
-class _Held:
-    """A held article. A plain slotted class: built once per article, on the hot path."""
-
-    __slots__ = ("at", "postings", "signature", "story")
-
-    def __init__(
-        self, at: float, signature: Signature, story: int, postings: list[list[int]]
-    ) -> None:
-        self.at = at  # published_at as a POSIX timestamp: cheaper to compare
-        self.signature = signature
-        self.story = story
-        # The posting lists it is on: eviction then needs no index lookups. A list
-        # stays the same object for as long as it holds an id (sweeps drop only
-        # empty ones).
-        self.postings = postings
+# A held article: (article id, published_at as a POSIX timestamp, bigram hashes,
+# markers, index keys). Bigram hashes are distinct: the set they came from.
+_Record = tuple[int, float, tuple[int, ...], tuple[bytes, ...], tuple[int, ...]]
+_SERIAL = struct.Struct("Q")  # native, as memoryview.cast("Q") reads it back
 
 
 @dataclass(slots=True)
@@ -306,15 +301,26 @@ class StoryClusterer:
         self.min_shingles = min_shingles
         self.sketch_size = sketch_size
         self.min_shared_keys = min_shared_keys
-        self._held: dict[int, _Held] = {}
-        self._postings: dict[int, list[int]] = {}  # may hold empty lists until a sweep
-        self._removed = 0  # articles evicted since the last sweep of empty posting lists
+        # Per held article: its story, and its record (article id, published_at as
+        # a POSIX timestamp, bigram hashes, markers, index keys) under a serial. Only
+        # atomic values and tuples of them, which the cyclic GC stops tracking: the
+        # window would otherwise be traversed by every collection.
+        self._story_of: dict[int, int] = {}
+        self._live: dict[int, _Record] = {}
+        self._serial = 0
+        # Index key -> the serials of the articles holding it, 8 native bytes each:
+        # bytearrays grow in place and are invisible to the GC. Posting entries name
+        # insertions, not articles, so an article evicted and added again cannot
+        # meet the entries of its first stay; those are dropped by a rebuild.
+        self._postings: dict[int, bytearray] = {}
+        self._removed = 0  # articles evicted since the index was last rebuilt
         self._stories: dict[int, _Story] = {}
-        self._expiry: list[tuple[float, int]] = []  # heap of (published_at timestamp, id)
+        # heap of (published_at timestamp, article id, serial)
+        self._expiry: list[tuple[float, int, int]] = []
 
     def __len__(self) -> int:
         """How many articles are held (inside the window)."""
-        return len(self._held)
+        return len(self._story_of)
 
     @property
     def story_count(self) -> int:
@@ -322,8 +328,7 @@ class StoryClusterer:
 
     def story_of(self, article_id: int) -> int | None:
         """The story key of a held article, or None if it is not held."""
-        held = self._held.get(article_id)
-        return None if held is None else held.story
+        return self._story_of.get(article_id)
 
     def story(self, key: int) -> StoryInfo | None:
         """What the clusterer knows of a story, or None once all its articles left."""
@@ -346,7 +351,7 @@ class StoryClusterer:
         """
         reps = representatives or {}
         for candidate, key in known:
-            if candidate.article_id in self._held:
+            if candidate.article_id in self._story_of:
                 continue
             story = self._stories.get(key)
             if story is None:
@@ -355,26 +360,35 @@ class StoryClusterer:
             story.representative = min(
                 story.representative, (candidate.published_at, candidate.article_id)
             )
-            self._insert(candidate, self._signature(candidate), story)
+            shingles, markers, keys = _fingerprint(
+                candidate.title, candidate.summary, self.sketch_size
+            )
+            self._insert(candidate, shingles, markers, keys, self._postings_of(keys))
+            self._story_of[candidate.article_id] = story.key
+            story.members.add(candidate.article_id)
 
     def add(self, items: Sequence[StoryCandidate]) -> list[StoryAssignment]:
         """Assign each new article to a story; articles already held are reported as they are."""
         raw: list[tuple[int, int, tuple[int, ...]]] = []
         renamed: dict[int, int] = {}
-        held_get = self._held.get
+        story_of = self._story_of
         sketch_size = self.sketch_size
         for candidate in items:
-            held = held_get(candidate.article_id)
-            if held is not None:
-                raw.append((candidate.article_id, held.story, ()))
+            article_id = candidate.article_id
+            key = story_of.get(article_id)
+            if key is not None:
+                raw.append((article_id, key, ()))
                 continue
-            signature = fingerprint(candidate.title, candidate.summary, sketch_size=sketch_size)
-            keys = self._neighbour_stories(candidate, signature)
-            story, merged = self._join(candidate, keys)
+            shingles, markers, keys = _fingerprint(candidate.title, candidate.summary, sketch_size)
+            postings = self._postings_of(keys)
+            neighbours = self._neighbour_stories(candidate, shingles, markers, postings)
+            story, merged = self._join(candidate, neighbours)
             for old in merged:
                 renamed[old] = story.key
-            self._insert(candidate, signature, story)
-            raw.append((candidate.article_id, story.key, merged))
+            self._insert(candidate, shingles, markers, keys, postings)
+            story_of[article_id] = story.key
+            story.members.add(article_id)
+            raw.append((article_id, story.key, merged))
         stories = self._stories
         out = []
         for article_id, key, merged in raw:
@@ -392,44 +406,51 @@ class StoryClusterer:
         """
         horizon = (now - self.window).timestamp()
         expiry = self._expiry
-        held_pop = self._held.pop
+        story_pop = self._story_of.pop
+        live_pop = self._live.pop
         stories = self._stories
-        postings = self._postings
-        for _, article_id in _pop_until(expiry, horizon):
-            held = held_pop(article_id, None)
-            if held is None:
-                continue
-            # One C-level pass over the article's posting lists; lists left empty are
-            # dropped by the next sweep.
-            collections.deque(map(list.remove, held.postings, repeat(article_id)), maxlen=0)
-            self._removed += 1
-            story = stories[held.story]
+        heappop = heapq.heappop
+        removed = 0
+        while expiry and expiry[0][0] < horizon:
+            _, article_id, serial = heappop(expiry)
+            # Its posting entries stay behind until the next rebuild (a dead serial
+            # is skipped when found): removing them would visit sixteen cold lists.
+            live_pop(serial)
+            removed += 1
+            key = story_pop(article_id)
+            story = stories[key]
             story.members.discard(article_id)
             if not story.members:
-                del stories[held.story]
-        if self._removed > max(_MIN_SWEEP, len(self._held)):
-            # Empty posting lists would otherwise keep every key of history in memory.
-            self._postings = {key: ids for key, ids in postings.items() if ids}
-            self._removed = 0
+                del stories[key]
+        self._removed += removed
+        if self._removed > max(_MIN_SWEEP, len(self._live)):
+            self._rebuild_index()
 
-    def _signature(self, candidate: StoryCandidate) -> Signature:
-        return fingerprint(candidate.title, candidate.summary, sketch_size=self.sketch_size)
+    def _postings_of(self, keys: list[int]) -> list[bytearray]:
+        # C-level: each key's posting bytes, created empty where missing (iter with
+        # a sentinel calls bytearray() afresh for each key).
+        return [*map(self._postings.setdefault, keys, iter(bytearray, None))]
 
-    def _neighbour_stories(self, candidate: StoryCandidate, signature: Signature) -> set[int]:
+    def _neighbour_stories(
+        self,
+        candidate: StoryCandidate,
+        shingles: frozenset[int],
+        markers: frozenset[bytes],
+        postings: list[bytearray],
+    ) -> set[int]:
         # is_near_duplicate inlined, cheapest tests first: this loop is the hot path.
         stories: set[int] = set()
-        shingles = signature.shingles
         size = len(shingles)
         if size < self.min_shingles:
             return stories
         min_shared = self.min_shared_keys
-        lists = [*filter(None, map(self._postings.get, signature.keys))]
+        lists = [*filter(None, postings)]
         if len(lists) < min_shared:
             return stories
-        # The ids on at least `min_shared` of the lists, found with C-level calls only:
-        # in the sorted concatenation, an id that many times over is equal to the id
-        # min_shared - 1 places on.
-        ids = sorted(itertools.chain.from_iterable(lists))
+        # The serials on at least `min_shared` of the lists, found with C-level calls
+        # only: in the sorted concatenation, a serial that many times over is equal to
+        # the one min_shared - 1 places on.
+        ids = sorted(memoryview(b"".join(lists)).cast("Q"))
         found = set(
             itertools.compress(
                 ids, map(operator.eq, ids, itertools.islice(ids, min_shared - 1, None))
@@ -437,28 +458,31 @@ class StoryClusterer:
         )
         if not found:
             return stories
-        markers = signature.markers
         threshold = self.threshold
         min_size = max(self.min_shingles, size * threshold)
         max_size = size / threshold
         window = self.window.total_seconds()
         at = candidate.published_at.timestamp()
-        held_get = self._held.get
-        for other_id in found:
-            other = held_get(other_id)
-            if other is None or other.story in stories or abs(other.at - at) > window:
-                continue  # evicted, or already a neighbour story, or too far apart
-            other_shingles = other.signature.shingles
+        live_get = self._live.get
+        story_of = self._story_of
+        for serial in found:
+            other = live_get(serial)
+            if other is None:
+                continue  # evicted
+            other_story = story_of[other[0]]
+            if other_story in stories or abs(other[1] - at) > window:
+                continue  # already a neighbour story, or too far apart
+            other_shingles = other[2]
             other_size = len(other_shingles)
             # Jaccard >= t needs the smaller set to be at least t times the larger.
             if not min_size <= other_size <= max_size:
                 continue
-            other_markers = other.signature.markers
-            if (markers - other_markers) and (other_markers - markers):
+            other_markers = other[3]
+            if markers.difference(other_markers) and not markers.issuperset(other_markers):
                 continue
-            inter = len(shingles & other_shingles)
+            inter = len(shingles.intersection(other_shingles))
             if inter >= threshold * (size + other_size - inter):
-                stories.add(other.story)
+                stories.add(other_story)
         return stories
 
     def _join(self, candidate: StoryCandidate, keys: set[int]) -> tuple[_Story, tuple[int, ...]]:
@@ -476,17 +500,15 @@ class StoryClusterer:
         # The biggest member set absorbs the others, so merging costs the smaller side.
         base = max(stories, key=lambda s: (len(s.members), -s.key))
         representative = min([own, *(s.representative for s in stories)])
-        held = self._held
+        story_of = self._story_of
         for story in stories:
             if story is base:
                 continue
-            for article_id in story.members:
-                held[article_id].story = survivor_key
+            story_of.update(dict.fromkeys(story.members, survivor_key))
             base.members |= story.members
             del self._stories[story.key]
         if base.key != survivor_key:
-            for article_id in base.members:
-                held[article_id].story = survivor_key
+            story_of.update(dict.fromkeys(base.members, survivor_key))
             del self._stories[base.key]
             base.key = survivor_key
             self._stories[survivor_key] = base
@@ -494,18 +516,37 @@ class StoryClusterer:
         merged = tuple(sorted(k for k in keys if k != survivor_key))
         return base, merged
 
-    def _insert(self, candidate: StoryCandidate, signature: Signature, story: _Story) -> None:
+    def _insert(
+        self,
+        candidate: StoryCandidate,
+        shingles: frozenset[int],
+        markers: frozenset[bytes],
+        keys: list[int],
+        postings: list[bytearray],
+    ) -> None:
         article_id = candidate.article_id
         at = candidate.published_at.timestamp()
-        # C-level: each key's list, created empty where missing (iter(list, None) makes
-        # a fresh list per call), then the id appended to each.
-        postings = [*map(self._postings.setdefault, signature.keys, iter(list, None))]
-        collections.deque(map(list.append, postings, repeat(article_id)), maxlen=0)
-        self._held[article_id] = _Held(at, signature, story.key, postings)
-        story.members.add(article_id)
-        heapq.heappush(self._expiry, (at, article_id))
+        serial = self._serial = self._serial + 1
+        collections.deque(map(bytearray.extend, postings, repeat(_SERIAL.pack(serial))), maxlen=0)
+        self._live[serial] = (article_id, at, tuple(shingles), tuple(markers), tuple(keys))
+        heapq.heappush(self._expiry, (at, article_id, serial))
 
-
-def _pop_until(heap: list[tuple[float, int]], horizon: float) -> Iterator[tuple[float, int]]:
-    while heap and heap[0][0] < horizon:
-        yield heapq.heappop(heap)
+    def _rebuild_index(self) -> None:
+        # Evicted serials would otherwise keep every key of history in memory. One
+        # C-level pass: every live (key, serial) pair, appended as in `_insert`.
+        records = self._live.values()
+        keys = [*map(operator.itemgetter(4), records)]
+        entries = map(repeat, map(_SERIAL.pack, self._live), map(len, keys))
+        postings: dict[int, bytearray] = {}
+        collections.deque(
+            map(
+                bytearray.extend,
+                map(
+                    postings.setdefault, itertools.chain.from_iterable(keys), iter(bytearray, None)
+                ),
+                itertools.chain.from_iterable(entries),
+            ),
+            maxlen=0,
+        )
+        self._postings = postings
+        self._removed = 0
