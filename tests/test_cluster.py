@@ -163,6 +163,34 @@ def test_eviction_keeps_only_the_articles_inside_the_window() -> None:
     assert len(clusterer) == len(inside) == 25
 
 
+def test_a_copy_still_joins_its_story_after_the_index_dropped_evicted_entries() -> None:
+    # 2,076 evictions (more than 2 x 1,024) after the last batch: the index is rebuilt
+    # from the held articles just before the copy arrives.
+    clusterer = StoryClusterer(window=timedelta(hours=24))
+    stream = [candidate(n, f"{UNRELATED} {n}", hours=n) for n in range(1, 2101)]
+    for start in range(0, len(stream), 50):
+        batch = stream[start : start + 50]
+        clusterer.add(batch)
+        clusterer.evict(batch[-1].published_at)
+    last = stream[-1]
+    [copy] = clusterer.add([candidate(5000, last.summary, hours=2100.5, source="Reuters")])
+    assert copy.story_key == last.article_id
+
+
+def test_an_article_evicted_and_added_again_joins_stories_by_its_new_text() -> None:
+    clusterer = StoryClusterer(window=timedelta(hours=24))
+    clusterer.add([candidate(1)])
+    clusterer.evict(T0 + timedelta(hours=30))
+    clusterer.add([candidate(1, UNRELATED, hours=30, title="Saka strike beats Chelsea")])
+    [lede_copy, unrelated_copy] = clusterer.add(
+        [
+            candidate(2, hours=30.5),
+            candidate(3, UNRELATED, hours=30.5, title="Saka strike beats Chelsea"),
+        ]
+    )
+    assert (lede_copy.story_key, unrelated_copy.story_key) == (2, 1)
+
+
 def test_every_story_is_forgotten_once_its_articles_leave_the_window() -> None:
     clusterer = StoryClusterer(window=timedelta(hours=24))
     clusterer.add([candidate(1), candidate(2, hours=1)])

@@ -80,7 +80,7 @@ DEFAULT_MIN_SHARED_KEYS = 2
 _MAX_TITLE_WORDS = 40
 _MAX_SUMMARY_WORDS = 50
 _SUMMARY_HEAD_CHARS = 4000
-_MIN_SWEEP = 1024  # evictions between two sweeps of empty posting lists, at least
+_MIN_SWEEP = 1024  # evictions between two rebuilds of the index: at least twice this
 
 _TAG = re.compile(r"<[^>]*>")
 # WordPress appends this to every excerpt; it would make syndicated copies differ.
@@ -363,7 +363,9 @@ class StoryClusterer:
             shingles, markers, keys = _fingerprint(
                 candidate.title, candidate.summary, self.sketch_size
             )
-            self._insert(candidate, shingles, markers, keys, self._postings_of(keys))
+            postings = [*map(self._postings.setdefault, keys, iter(bytearray, None))]
+            at = candidate.published_at.timestamp()
+            self._insert(candidate.article_id, at, shingles, markers, keys, postings)
             self._story_of[candidate.article_id] = story.key
             story.members.add(candidate.article_id)
 
@@ -373,6 +375,7 @@ class StoryClusterer:
         renamed: dict[int, int] = {}
         story_of = self._story_of
         sketch_size = self.sketch_size
+        setdefault = self._postings.setdefault  # the index is only rebuilt by evict
         for candidate in items:
             article_id = candidate.article_id
             key = story_of.get(article_id)
@@ -380,12 +383,15 @@ class StoryClusterer:
                 raw.append((article_id, key, ()))
                 continue
             shingles, markers, keys = _fingerprint(candidate.title, candidate.summary, sketch_size)
-            postings = self._postings_of(keys)
-            neighbours = self._neighbour_stories(candidate, shingles, markers, postings)
+            at = candidate.published_at.timestamp()
+            # C-level: each key's posting bytes, created empty where missing (iter
+            # with a sentinel calls bytearray() afresh for each key).
+            postings = [*map(setdefault, keys, iter(bytearray, None))]
+            neighbours = self._neighbour_stories(at, shingles, markers, postings)
             story, merged = self._join(candidate, neighbours)
             for old in merged:
                 renamed[old] = story.key
-            self._insert(candidate, shingles, markers, keys, postings)
+            self._insert(article_id, at, shingles, markers, keys, postings)
             story_of[article_id] = story.key
             story.members.add(article_id)
             raw.append((article_id, story.key, merged))
@@ -423,17 +429,12 @@ class StoryClusterer:
             if not story.members:
                 del stories[key]
         self._removed += removed
-        if self._removed > max(_MIN_SWEEP, len(self._live)):
+        if self._removed > 2 * max(_MIN_SWEEP, len(self._live)):
             self._rebuild_index()
-
-    def _postings_of(self, keys: list[int]) -> list[bytearray]:
-        # C-level: each key's posting bytes, created empty where missing (iter with
-        # a sentinel calls bytearray() afresh for each key).
-        return [*map(self._postings.setdefault, keys, iter(bytearray, None))]
 
     def _neighbour_stories(
         self,
-        candidate: StoryCandidate,
+        at: float,
         shingles: frozenset[int],
         markers: frozenset[bytes],
         postings: list[bytearray],
@@ -462,7 +463,6 @@ class StoryClusterer:
         min_size = max(self.min_shingles, size * threshold)
         max_size = size / threshold
         window = self.window.total_seconds()
-        at = candidate.published_at.timestamp()
         live_get = self._live.get
         story_of = self._story_of
         for serial in found:
@@ -518,14 +518,13 @@ class StoryClusterer:
 
     def _insert(
         self,
-        candidate: StoryCandidate,
+        article_id: int,
+        at: float,
         shingles: frozenset[int],
         markers: frozenset[bytes],
         keys: list[int],
         postings: list[bytearray],
     ) -> None:
-        article_id = candidate.article_id
-        at = candidate.published_at.timestamp()
         serial = self._serial = self._serial + 1
         collections.deque(map(bytearray.extend, postings, repeat(_SERIAL.pack(serial))), maxlen=0)
         self._live[serial] = (article_id, at, tuple(shingles), tuple(markers), tuple(keys))
