@@ -33,7 +33,12 @@ Identity: a story's key is the smallest article id it has ever contained (ids gr
 with arrival, so the key of a growing story never changes); when stories merge the
 smallest key survives. The representative is the earliest published article, ties
 broken by the smaller article id. Memory holds only the articles inside the window
-(`evict`); a story whose articles were all evicted is forgotten.
+(`evict`); a story whose articles were all evicted is forgotten. The index keeps an
+evicted article's entries (they are skipped) until twice the window's worth of
+evictions, then is rebuilt from the held articles: bounded by the window, and
+eviction never visits cold posting lists. Held state is tuples of atomic values and
+bytearrays, which the cyclic GC does not traverse: collections stay cheap however
+large the window.
 """
 
 from __future__ import annotations
