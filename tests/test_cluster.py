@@ -274,3 +274,34 @@ def test_a_full_article_in_the_summary_still_joins_the_lede_only_copy() -> None:
     body = " ".join(f"Paragraph {n} of the full report, with more detail." for n in range(200))
     first, second = clusterer.add([candidate(1), candidate(2, f"{LEDE} {body}", hours=1)])
     assert first.story_key == second.story_key
+
+
+def test_boilerplate_shared_by_hundreds_of_articles_neither_merges_nor_hides_copies() -> None:
+    """A phrase every article of a site carries is skipped as evidence (its index list
+    would make each article a candidate of all the others), and copies still join."""
+    from datetime import UTC, datetime, timedelta
+
+    from watch.cluster import StoryCandidate, StoryClusterer
+
+    start = datetime(2026, 11, 24, tzinfo=UTC)
+    boiler = "Subscribe to our daily newsletter for the latest regional news and analysis"
+    clusterer = StoryClusterer()
+    items = [
+        StoryCandidate(
+            i,
+            start + timedelta(minutes=i),
+            f"Council report number {i} on district water budget item {i * 7}",
+            f"{boiler}. Officials reviewed line {i} of plan {i * 13} for sector {i * 3}.",
+        )
+        for i in range(1, 400)
+    ]
+    copy = StoryCandidate(
+        1000,
+        start + timedelta(minutes=5),
+        items[4].title,
+        items[4].summary,
+    )
+    assignments = clusterer.add([*items, copy])
+    story = {a.article_id: a.story_key for a in assignments}
+    assert story[1000] == story[items[4].article_id]
+    assert len({story[i.article_id] for i in items}) == len(items)

@@ -77,6 +77,8 @@ __all__ = [
 # Chosen on tests/data/story_pairs.jsonl: 0.40 is the lowest threshold at which no
 # pair of different events merges (the closest different-event pair scores 0.36);
 # recall there is 0.79. See tests/test_cluster.py::test_labelled_pairs_*.
+# Posting lists longer than this (in 8-byte serials: 256 articles) are skipped as boilerplate.
+_MAX_POSTING_BYTES = 8 * 256
 DEFAULT_THRESHOLD = 0.40
 DEFAULT_WINDOW = timedelta(hours=72)
 DEFAULT_MIN_SHINGLES = 6
@@ -450,7 +452,10 @@ class StoryClusterer:
         if size < self.min_shingles:
             return stories
         min_shared = self.min_shared_keys
-        lists = [*filter(None, postings)]
+        # A key that hundreds of held articles share is boilerplate ("read more on",
+        # a site's tagline), not evidence: its list would make every article a
+        # candidate of every other (quadratic). Matching needs min_shared other keys.
+        lists = [p for p in postings if p and len(p) <= _MAX_POSTING_BYTES]
         if len(lists) < min_shared:
             return stories
         # The serials on at least `min_shared` of the lists, found with C-level calls
