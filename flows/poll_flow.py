@@ -35,7 +35,7 @@ from newswatch.config import Config, load_config
 from newswatch.poll import FeedReport, PollReport
 from newswatch.processing import ArticleProcessor
 from newswatch.report import matches_markdown, poll_table
-from newswatch.runs import database, plan_poll, poll_batch
+from newswatch.runs import cluster_new_articles, database, plan_poll, poll_batch
 from storage.db import DatabaseError
 from storage.records import DueSource
 
@@ -124,6 +124,13 @@ def poll_batch_task(
     return poll_batch(config, sources, now=started_at)
 
 
+@task(name="assign-stories", cache_policy=NO_CACHE)
+def assign_stories_task(config_path: str, started_at: datetime) -> tuple[int, str | None]:
+    """Cluster the whole poll's new articles once, after every batch has stored them
+    (one batch clustering while another stores would hold SQLite's write lock)."""
+    return cluster_new_articles(load_config(config_path), now=started_at)
+
+
 def poll_run_name() -> str:
     """`poll-YYYYMMDD-HHMM`, in UTC, from the run's scheduled start."""
     return f"poll-{runtime.flow_run.scheduled_start_time.astimezone(UTC):%Y%m%d-%H%M}"
@@ -165,6 +172,8 @@ def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) ->
         except Exception as error:  # reported below, then re-raised
             failure = failure or error
             report.feeds.extend(_failed_batch(group, error))
+    if failure is None:
+        report.stories_assigned, report.story_error = assign_stories_task(path, started_at)
     report.finished_at = report.finished_at or datetime.now(UTC)
     create_table_artifact(
         poll_table(report),

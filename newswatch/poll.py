@@ -335,12 +335,5 @@ async def poll_sources(
                     error=f"poll deadline of {config.poll.deadline:g} s passed",
                 )
             )
-    # One clustering step per poll, after every feed is stored: see newswatch/stories.py.
-    from newswatch.stories import assign_stories
-
-    try:
-        state.report.stories_assigned = assign_stories(db, config, now).assigned
-    except DatabaseError as err:
-        state.report.story_error = str(err)
     state.report.finished_at = datetime.now(UTC)
     return state.report

@@ -92,7 +92,29 @@ def poll_once(
     """One whole poll without Prefect."""
     now = now or datetime.now(UTC)
     due = plan_poll(config, all_sources=all_sources, now=now)
-    return poll_batch(config, due, now=now, on_feed=on_feed)
+    report = poll_batch(config, due, now=now, on_feed=on_feed)
+    assign_poll_stories(config, report, now=now)
+    return report
+
+
+def assign_poll_stories(config: Config, report: PollReport, *, now: datetime) -> None:
+    """Cluster what the poll stored into stories: once per poll, after every batch.
+
+    One step under one lock (see newswatch/stories.py); when it fails, the articles
+    stay unassigned and the next poll picks them up.
+    """
+    report.stories_assigned, report.story_error = cluster_new_articles(config, now=now)
+
+
+def cluster_new_articles(config: Config, *, now: datetime) -> tuple[int, str | None]:
+    """Assign every unassigned article to a story; (articles assigned, error or None)."""
+    from newswatch.stories import assign_stories
+    from storage.db import DatabaseError
+
+    try:
+        return assign_stories(database(config), config, now).assigned, None
+    except DatabaseError as err:
+        return 0, str(err)
 
 
 def run_poll(
