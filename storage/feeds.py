@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Insert, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -27,6 +28,20 @@ from storage.records import (
 # A permanent redirect is adopted only when the same target answers this many
 # polls in a row: one misconfigured response must not move a feed for good.
 REDIRECTS_TO_ADOPT = 3
+
+
+def _source_values(spec: SourceSpec, origin: str, now: datetime) -> dict[str, Any]:
+    """The `sources` row for a declared or imported feed."""
+    return {
+        "name": spec.name,
+        "url": spec.url,
+        "tags": list(spec.tags),
+        "language": spec.language,
+        "poll_interval_s": spec.poll_interval_s,
+        "origin": origin,
+        "active": True,
+        "created_at": now,
+    }
 
 
 def _ensure_feed_states(session: Session, source_ids: Sequence[int]) -> None:
@@ -87,19 +102,7 @@ def sync_sources(
         )
         session.execute(
             stmt,
-            [
-                {
-                    "name": spec.name,
-                    "url": spec.url,
-                    "tags": list(spec.tags),
-                    "language": spec.language,
-                    "poll_interval_s": spec.poll_interval_s,
-                    "origin": origin,
-                    "active": True,
-                    "created_at": now,
-                }
-                for spec in specs
-            ],
+            [_source_values(spec, origin, now) for spec in specs],
         )
     session.execute(
         update(Source)
@@ -150,19 +153,7 @@ def add_sources(
     stmt = insert(session, Source).on_conflict_do_nothing(index_elements=["name"])
     result = session.execute(
         stmt.returning(Source.id),
-        [
-            {
-                "name": spec.name,
-                "url": spec.url,
-                "tags": list(spec.tags),
-                "language": spec.language,
-                "poll_interval_s": spec.poll_interval_s,
-                "origin": origin,
-                "active": True,
-                "created_at": now,
-            }
-            for spec in fresh
-        ],
+        [_source_values(spec, origin, now) for spec in fresh],
     )
     ids = list(result.scalars())
     _ensure_feed_states(session, ids)
