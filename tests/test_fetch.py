@@ -563,5 +563,6 @@ def test_stopping_early_closes_the_connections_in_flight(feed_server: FeedServer
         await results.aclose()
 
     asyncio.run(first_then_stop())
-    # The hanging handlers return as soon as they see the client hang up.
-    assert feed_server.wait_idle(timeout=5)
+    # The hanging handlers return as soon as they see the client hang up (a loaded
+    # machine can take seconds to run the closing callbacks; leaked connections never do).
+    assert feed_server.wait_idle(timeout=20)
