@@ -111,6 +111,11 @@ def assign_stories(
     assigned = joined = merged = 0
     with db.session() as session:
         token = lock_stories(session)
+        page = unclustered_articles(session, after_id=0, limit=page_size)
+        if not page:
+            # Nothing to assign (a poll that found nothing new): loading the window
+            # would re-read and re-fingerprint every article of the last window_hours.
+            return StoryRun()
         with _cache_lock:
             cached = _cache.pop(key, None)
         reloaded = not (
@@ -126,8 +131,7 @@ def assign_stories(
             representatives = story_representatives(session, [sid for _, sid in loaded if sid])
             clusterer.load(((c, sid) for c, sid in loaded if sid is not None), representatives)
             del loaded
-        after_id = 0
-        while page := unclustered_articles(session, after_id=after_id, limit=page_size):
+        while page:
             results = clusterer.add([_candidate(a) for a in page])
             save_assignments(
                 session,
@@ -143,7 +147,7 @@ def assign_stories(
             merged += sum(len(r.merged_story_keys) for r in results)
             joined += sum(1 for r in results if r.story_key != r.article_id)
             clusterer.evict(now)
-            after_id = page[-1].id
+            page = unclustered_articles(session, after_id=page[-1].id, limit=page_size)
         if assigned:
             token = bump_story_clock(session)
     if token is not None:

@@ -161,15 +161,14 @@ def save_assignments(session: Session, assigned: Sequence[AssignedStory], now: d
     story_ids = sorted(representative)
     # Rows first: articles.story_id references them. Times are placeholders until
     # the recount below.
+    # executemany of one compiled statement: a multi-row VALUES of thousands of rows
+    # cost SQLAlchemy more to build and compile (4 s for 50,000 stories) than to run.
     session.execute(
-        insert(session, Story)
-        .values(
-            [
-                {"id": sid, "first_seen_at": now, "last_seen_at": now, "article_count": 0}
-                for sid in story_ids
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=[Story.id])
+        insert(session, _stories).on_conflict_do_nothing(index_elements=[_stories.c.id]),
+        [
+            {"id": sid, "first_seen_at": now, "last_seen_at": now, "article_count": 0}
+            for sid in story_ids
+        ],
     )
     if moved:
         session.execute(

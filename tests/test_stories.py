@@ -184,10 +184,26 @@ def test_articles_older_than_the_window_are_not_reloaded(
     newsroom.store(WIRE[0][1], LEDE, hours_ago=100)
     assign_stories(newsroom.db, config, NOW)
     forget_cached_clusterers()
+    newsroom.store(WIRE[2][1], LEDE, source="Al Arabiya", hours_ago=1)
 
     run = assign_stories(newsroom.db, config, NOW)
 
-    assert (run.reloaded, run.held) == (True, 0)
+    assert (run.reloaded, run.held) == (True, 1)
+
+
+def test_a_run_with_nothing_to_assign_loads_nothing_and_keeps_the_cache(
+    newsroom: Newsroom, config: Config
+) -> None:
+    first = newsroom.store(WIRE[0][1], LEDE, source="AFP", hours_ago=5)
+    assign_stories(newsroom.db, config, NOW)
+
+    idle = assign_stories(newsroom.db, config, NOW)
+    copy = newsroom.store(WIRE[2][1], LEDE, source="Al Arabiya", hours_ago=1)
+    run = assign_stories(newsroom.db, config, NOW)
+
+    assert idle == StoryRun()
+    assert (run.assigned, run.reloaded) == (1, False)
+    assert story_of(newsroom.db) == {first: first, copy: first}
 
 
 def test_disabled_clustering_assigns_nothing(
