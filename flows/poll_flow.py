@@ -9,8 +9,10 @@ side they overlap, as in a poll without Prefect. Per-feed failures are recorded 
 newswatch itself; only batch-level transient failures (the database briefly
 unreachable or locked) are retried by Prefect.
 
-Tasks take the config file's path and plain dataclasses, never a session, engine or
-client (Prefect would try to hash them), and nothing is cached: every poll fetches.
+Tasks take the loaded config, the prepared topic matcher and plain dataclasses, never a
+session, engine or client (Prefect would try to hash them), and nothing is cached: every
+poll fetches. The config and matcher are handed over `quote`d: the flow loads and
+prepares them once, and Prefect need not walk a thousand sources looking for futures.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 from prefect import flow, get_run_logger, runtime, task
@@ -30,6 +33,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task
+from prefect.utilities.annotations import quote
 
 from newswatch.config import Config, load_config
 from newswatch.poll import FeedReport, PollReport
@@ -38,6 +42,8 @@ from newswatch.report import matches_markdown, poll_table
 from newswatch.runs import cluster_new_articles, database, plan_poll, poll_batch
 from storage.db import DatabaseError
 from storage.records import DueSource
+
+_T = TypeVar("_T")
 
 MAX_TASKS = 50  # batches per poll, whatever the number of feeds
 POLL_TABLE_KEY = "newswatch-poll-feeds"
@@ -88,12 +94,14 @@ def is_transient_batch_failure(task: Task[..., object], run: TaskRun, state: Sta
     retry_condition_fn=is_transient_batch_failure,
     cache_policy=NO_CACHE,
 )
-def plan_task(config_path: str, all_sources: bool, started_at: datetime) -> list[DueSource]:
-    """Sync sources and topics (backfilling new topics once, not once per batch); the due."""
-    config = load_config(config_path)
+def plan_task(
+    config: Config, all_sources: bool, started_at: datetime
+) -> tuple[list[DueSource], ArticleProcessor]:
+    """Sync sources and topics (backfilling new topics once, not once per batch);
+    the due sources and the topic processor every batch shares."""
     due = plan_poll(config, all_sources=all_sources, now=started_at)
-    ArticleProcessor.prepare(database(config), config, started_at)
-    return due
+    processor, _ = ArticleProcessor.prepare(database(config), config, started_at)
+    return due, processor
 
 
 @task(
@@ -104,14 +112,17 @@ def plan_task(config_path: str, all_sources: bool, started_at: datetime) -> list
     cache_policy=NO_CACHE,
 )
 def poll_batch_task(
-    config_path: str, sources: list[DueSource], started_at: datetime, parallel: int
+    config: Config,
+    processor: ArticleProcessor,
+    sources: list[DueSource],
+    started_at: datetime,
+    parallel: int,
 ) -> PollReport:
     """Poll one of `parallel` batches end to end, with its share of the poll's concurrency.
 
     [poll] deadline bounds the whole poll, so a batch that starts late (a retry, a
     busy machine) gets only what is left of it.
     """
-    config = load_config(config_path)
     poll = config.poll
     elapsed = (datetime.now(UTC) - started_at).total_seconds()
     shared = poll.model_copy(
@@ -121,14 +132,23 @@ def poll_batch_task(
         }
     )
     config = replace(config, file=config.file.model_copy(update={"poll": shared}))
-    return poll_batch(config, sources, now=started_at)
+    return poll_batch(config, sources, now=started_at, processor=processor)
 
 
 @task(name="assign-stories", cache_policy=NO_CACHE)
-def assign_stories_task(config_path: str, started_at: datetime) -> tuple[int, str | None]:
+def assign_stories_task(config: Config, started_at: datetime) -> tuple[int, str | None]:
     """Cluster the whole poll's new articles once, after every batch has stored them
     (one batch clustering while another stores would hold SQLite's write lock)."""
-    return cluster_new_articles(load_config(config_path), now=started_at)
+    return cluster_new_articles(config, now=started_at)
+
+
+def _handed(value: _T) -> _T:
+    """`value`, wrapped so Prefect passes it to a task as is, without walking it.
+
+    Typed as the value itself: Prefect unwraps `quote` before the task runs, but its
+    task signatures do not say so.
+    """
+    return cast(_T, quote(value))
 
 
 def poll_run_name() -> str:
@@ -155,13 +175,15 @@ def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) ->
     after its retries fails the run, after the artifacts show what the others did.
     """
     config: Config = load_config(config_path)
-    path = str(config.path.resolve())
     started_at = datetime.now(UTC)
-    due = plan_task(path, all_sources, started_at)
+    due, processor = plan_task(_handed(config), all_sources, started_at)
     groups = batches(due, config.poll.batch_size)
     parallel = max(1, len(groups))
     futures: list[PrefectFuture[PollReport]] = [
-        poll_batch_task.submit(path, group, started_at, parallel) for group in groups
+        poll_batch_task.submit(
+            _handed(config), _handed(processor), _handed(group), started_at, parallel
+        )
+        for group in groups
     ]
     wait(futures)
     report = PollReport(started_at=started_at)
@@ -173,7 +195,9 @@ def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) ->
             failure = failure or error
             report.feeds.extend(_failed_batch(group, error))
     if failure is None:
-        report.stories_assigned, report.story_error = assign_stories_task(path, started_at)
+        report.stories_assigned, report.story_error = assign_stories_task(
+            _handed(config), started_at
+        )
     report.finished_at = report.finished_at or datetime.now(UTC)
     create_table_artifact(
         poll_table(report),

@@ -74,11 +74,17 @@ def poll_batch(
     due: Sequence[DueSource],
     *,
     now: datetime,
+    processor: ArticleProcessor | None = None,
     on_feed: Callable[[FeedReport], None] | None = None,
 ) -> PollReport:
-    """Poll one batch of sources end to end (what each Prefect poll task runs)."""
+    """Poll one batch of sources end to end (what each Prefect poll task runs).
+
+    `processor`: topics already prepared for this poll (by `plan_poll`'s caller);
+    without it they are synced and backfilled here.
+    """
     db = database(config)
-    processor, _ = ArticleProcessor.prepare(db, config, now)
+    if processor is None:
+        processor, _ = ArticleProcessor.prepare(db, config, now)
     return asyncio.run(poll_sources(db, config, due, processor=processor, now=now, on_feed=on_feed))
 
 
