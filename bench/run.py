@@ -402,7 +402,7 @@ def run_tool(
                 if scenario == "warm" and not _all_304(stats, n):
                     rows[scenario].note = f"not all 304: server saw {stats}"
             log(
-                f"  {tool.name:9} {backend:10} N={n:<5} rep {rep + 1} {scenario:7} "
+                f"  {tool.name:19} {backend:10} N={n:<5} rep {rep + 1} {scenario:7} "
                 f"{m.wall_s:7.2f} s  cpu {m.cpu_s:6.2f} s  rss {m.peak_rss_mb:6.1f} MB  "
                 f"server {stats.get('200', 0)}×200 {stats.get('304', 0)}×304"
                 + f"  load {load:.1f}"
@@ -428,21 +428,22 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        f"{'scenario':8} {'N':>5} {'tool':9} {'backend':10} {'median s':>9} {'min-max s':>13} "
+        f"{'scenario':8} {'N':>5} {'tool':19} {'backend':10} {'median s':>9} {'min-max s':>13} "
         f"{'cpu s':>7} {'RSS MB':>7} {'200/304':>9} {'/newsboat':>9} {'/r2e':>6}"
     )
     out = [head, "-" * len(head)]
     order = {s: i for i, s in enumerate(SCENARIOS)}
     for r in sorted(rows, key=lambda r: (r["n"], order[r["scenario"]], r["tool"], r["backend"])):
         if "median_s" not in r:
-            out.append(f"{r['scenario']:8} {r['n']:>5} {r['tool']:9} {r['backend']:10} {r['note']}")
+            row = f"{r['scenario']:8} {r['n']:>5} {r['tool']:19} {r['backend']:10}"
+            out.append(f"{row} {r['note']}")
             continue
         last = r["reps"][-1]["server"]
         codes = f"{last.get('200', 0)}/{last.get('304', 0)}"
         nb = f"{r['ratio_newsboat']:.2f}" if "ratio_newsboat" in r else ""
         r2 = f"{r['ratio_rss2email']:.2f}" if "ratio_rss2email" in r else ""
         out.append(
-            f"{r['scenario']:8} {r['n']:>5} {r['tool']:9} {r['backend']:10} "
+            f"{r['scenario']:8} {r['n']:>5} {r['tool']:19} {r['backend']:10} "
             f"{r['median_s']:9.2f} {r['min_s']:6.2f}-{r['max_s']:<6.2f} "
             f"{r['median_cpu_s']:7.2f} {r['peak_rss_mb']:7.1f} {codes:>9} {nb:>9} {r2:>6}"
             + (f"  [{r['note']}]" if r["note"] else "")
