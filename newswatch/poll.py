@@ -9,36 +9,41 @@ A feed's articles and its new HTTP validators (ETag, Last-Modified) are committe
 the same transaction: a poll killed at any point either stored both or neither, so the
 next poll fetches the feed again and its ON CONFLICT inserts duplicate nothing.
 
-Parsing and storing run on one worker thread, never on the event loop: a 20 MB entry
-takes seconds to parse, and on the loop it would stall every fetch in flight into a
-false read timeout. One worker keeps a feed's stores in order and the database to one
-writer per poll. A feed whose parse or store fails in an unexpected way gets that error
-stored and the poll goes on; only an unusable database (`DatabaseError`) stops it.
+Parsing and storing never run on the event loop: a 20 MB entry takes seconds to
+parse, and on the loop it would stall every fetch in flight into a false read timeout.
+Storing runs on one worker thread, which keeps feeds stored in the order they were
+fetched and the database to one writer per poll. Parsing runs there too for a poll's
+first `parse_pool.POOL_FROM` bodies; later bodies are parsed (and identified) in
+`parse_pool`'s worker process as soon as they arrive, so the next feeds parse while
+this one is stored. At most `parse_pool.IN_FLIGHT` fetched feeds wait for their store.
+A feed whose parse or store fails in an unexpected way gets that error stored and the
+poll goes on; only an unusable database (`DatabaseError`) stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
+from newswatch import parse_pool
 from newswatch.config import Config
+from newswatch.parse_pool import ParsedBody, entry_record, parse_body, unexpected
 from newswatch.processing import ArticleProcessor
 from sources.backoff import next_poll_at
-from sources.errors import ContentError, FeedError, RateLimited
+from sources.errors import FeedError, RateLimited
 from sources.fetch import FetchOptions, FetchRequest, FetchResult, fetch_feeds
-from sources.identity import article_identity
-from sources.model import Entry
-from sources.parse import parse_feed
 from storage.db import Database, DatabaseError
 from storage.feeds import record_outcomes
 from storage.ingest import store_articles
-from storage.records import ArticleRecord, DueSource, FeedOutcome
+from storage.records import DueSource, FeedOutcome
+
+__all__ = ["FeedReport", "PollReport", "entry_record", "feed_listener", "poll_sources"]
 
 # Feed-state updates of feeds without new content are written in groups: losing one
 # group to a crash only means those feeds are fetched again.
@@ -130,34 +135,6 @@ def fetch_options(config: Config) -> FetchOptions:
     return options
 
 
-def _web_link(link: str | None) -> str | None:
-    """`link` unless it names a scheme other than http(s): a javascript: or data: link
-    from a feed must not become an article's URL (export, digests, a reader's click)."""
-    if link is None:
-        return None
-    scheme = urlsplit(link.strip()).scheme.lower()
-    return link if scheme in ("", "http", "https") else None
-
-
-def entry_record(entry: Entry, feed_url: str) -> ArticleRecord:
-    identity = article_identity(entry, feed_url)
-    link = _web_link(entry.link)
-    return ArticleRecord(
-        key=identity.key,
-        key_kind=identity.kind,
-        url=link,
-        canonical_url=identity.canonical_url,
-        guid=entry.guid,
-        title=entry.title,
-        summary=entry.summary,
-        content=entry.content,
-        author=entry.author,
-        language=entry.language,
-        published_at=entry.published,
-        entry_url=link,
-    )
-
-
 class _Poll:
     """State of one `poll_sources` call."""
 
@@ -220,7 +197,10 @@ class _Poll:
                 record_outcomes(session, self.pending)
             self.pending = []
 
-    def handle(self, source: DueSource, result: FetchResult) -> None:
+    def handle(
+        self, source: DueSource, result: FetchResult, parsed: ParsedBody | FeedError | None
+    ) -> None:
+        """Store one fetched feed; `parsed` is its body's parse if the pool did it."""
         base = FeedReport(source.id, source.name, source.url, "ok", http_status=result.http_status)
         if result.status == "not_modified":
             self.pending.append(self.outcome(source, result, "unchanged", None))
@@ -230,7 +210,7 @@ class _Poll:
             self.pending.append(self.outcome(source, result, result.error.kind, result.error))
             self.finish(_replace(base, status=result.error.kind, error=str(result.error)))
         else:
-            self.store(source, result, base)
+            self.store(source, result, base, parsed)
         if len(self.pending) >= _OUTCOME_FLUSH:
             self.flush()
 
@@ -240,20 +220,22 @@ class _Poll:
         self.pending.append(self.outcome(source, result, err.kind, err))
         self.finish(_replace(base, status=err.kind, error=str(err)))
 
-    def store(self, source: DueSource, result: FetchResult, base: FeedReport) -> None:
+    def store(
+        self,
+        source: DueSource,
+        result: FetchResult,
+        base: FeedReport,
+        parsed: ParsedBody | FeedError | None,
+    ) -> None:
         assert result.body is not None
-        try:
-            parsed = parse_feed(result.body, result.final_url, result.content_type)
-            records = [entry_record(entry, result.final_url) for entry in parsed.entries]
-        except ContentError as err:
-            self.failed(source, result, base, err)
-            return
-        except Exception as exc:  # a parser surprise on one feed must not stop the others
-            self.failed(source, result, base, _unexpected("parsing", result.final_url, exc))
+        if parsed is None:
+            parsed = parse_body(result.body, result.final_url, result.content_type)
+        if isinstance(parsed, FeedError):
+            self.failed(source, result, base, parsed)
             return
         try:
             with self.db.session() as session:
-                stored = store_articles(session, source.id, records, self.now)
+                stored = store_articles(session, source.id, parsed.records, self.now)
                 matches = self.processor.process(session, stored.new_article_ids, self.now)
                 record_outcomes(
                     session,
@@ -262,7 +244,7 @@ class _Poll:
         except DatabaseError:
             raise
         except Exception as exc:  # rolled back; e.g. a value this backend refuses
-            self.failed(source, result, base, _unexpected("storing", result.final_url, exc))
+            self.failed(source, result, base, unexpected("storing", result.final_url, exc))
             return
         self.report.new_article_ids.extend(stored.new_article_ids)
         self.report.new_matches += matches
@@ -274,11 +256,6 @@ class _Poll:
                 error=parsed.warning and f"recovered from: {parsed.warning}",
             )
         )
-
-
-def _unexpected(doing: str, url: str, exc: BaseException) -> FeedError:
-    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-    return FeedError(f"unexpected {type(exc).__name__} {doing} {url}: {first_line}")
 
 
 def _replace(report: FeedReport, **changes: object) -> FeedReport:
@@ -312,15 +289,29 @@ async def poll_sources(
     done: set[int] = set()
     loop = asyncio.get_running_loop()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="newswatch-store")
+    fetched: asyncio.Queue[_Fetched | None] = asyncio.Queue()
+    slots = asyncio.Semaphore(parse_pool.IN_FLIGHT)
+    fetcher = asyncio.create_task(_fetch(requests, fetch_options(config), fetched, slots))
     try:
         async with asyncio.timeout(config.poll.deadline):
-            async for result in fetch_feeds(requests, fetch_options(config)):
+            while (item := await fetched.get()) is not None:
+                result, parsing = item
+                parsed = None if parsing is None else await _parsed(parsing)
                 source = by_id[result.request.key]
                 done.add(source.id)
-                await loop.run_in_executor(worker, state.handle, source, result)
+                await loop.run_in_executor(worker, state.handle, source, result, parsed)
+                slots.release()
+            await fetcher  # raises what stopped it, if anything did
     except TimeoutError:
         pass
     finally:
+        fetcher.cancel()
+        await asyncio.wait([fetcher])
+        # Fetched but not yet stored: skipped, like the feeds still being fetched.
+        while not fetched.empty():
+            left = fetched.get_nowait()
+            if left is not None and left[1] is not None:
+                left[1].cancel()
         # A feed being stored when the deadline passed is finished, not abandoned half-way.
         worker.shutdown(wait=True)
         state.flush()
@@ -337,3 +328,42 @@ async def poll_sources(
             )
     state.report.finished_at = datetime.now(UTC)
     return state.report
+
+
+# A fetched feed waiting for its store, with its body's parse if it went to the pool.
+_Fetched = tuple[FetchResult, parse_pool.Parsing | None]
+
+
+async def _fetch(
+    requests: list[FetchRequest],
+    options: FetchOptions,
+    fetched: asyncio.Queue[_Fetched | None],
+    slots: asyncio.Semaphore,
+) -> None:
+    """Fetch every request into `fetched`, in the order they complete, then None.
+
+    A poll's first `POOL_FROM` bodies are left for the store thread to parse; later ones
+    go to the parse pool right away, so they parse while earlier feeds are stored."""
+    bodies = 0
+    try:
+        async with contextlib.aclosing(fetch_feeds(requests, options)) as results:
+            async for result in results:
+                await slots.acquire()
+                parsing = None
+                if result.status == "ok" and result.body is not None:
+                    bodies += 1
+                    if bodies > parse_pool.POOL_FROM:
+                        parsing = parse_pool.submit(
+                            result.body, result.final_url, result.content_type
+                        )
+                fetched.put_nowait((result, parsing))
+    finally:
+        fetched.put_nowait(None)
+
+
+async def _parsed(
+    parsing: parse_pool.Parsing,
+) -> ParsedBody | FeedError | None:
+    with contextlib.suppress(Exception):  # `collect` tells what became of it
+        await asyncio.wrap_future(parsing)
+    return parse_pool.collect(parsing)

@@ -1,0 +1,207 @@
+"""Body → article records (parse + identify), in this process or in a worker process.
+
+Parse and identity are half of a cold poll's CPU, and under the GIL they run on the
+same core as storing and matching. `poll_sources` sends them to one process-wide pool
+of `WORKERS` spawned processes once a poll has had `POOL_FROM` bodies, so a second
+core parses while this process stores; smaller polls, and warm polls (all 304), parse
+in process as before and never start it.
+
+The stage is the plain function `parse_body`; the pool only moves it to another
+process. `submit` and `collect` wrap it so that nothing the pool does can change what
+is stored: a parse failure comes back as the same `FeedError` (rebuilt from plain
+data, because an error class whose `__init__` takes more than the message does not
+unpickle), and a pool that cannot run the parse (a worker died, the interpreter is
+exiting) gives `None`, meaning "parse it in process".
+
+Spawned, never forked: the poll runs beside Prefect's and asyncio's threads, and a
+fork would copy their locks in whatever state they were in.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import multiprocessing
+import signal
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import TypeAlias
+from urllib.parse import urlsplit
+
+from sources.errors import ContentError, FeedError
+from sources.identity import article_identity
+from sources.model import Entry
+from sources.parse import parse_feed
+from storage.records import ArticleRecord
+
+# One worker: with two cores, this process (fetching, storing, matching: about as much
+# CPU per feed as parsing) needs the other one; a second worker measured no faster.
+WORKERS = 1
+# Bodies a poll holds between fetch and store (parsing or parsed, waiting their turn):
+# enough to keep every worker busy while one result waits for the store thread.
+IN_FLIGHT = 2 * WORKERS + 2
+# A poll parses its first bodies in process: starting the pool costs ~0.15 s of CPU,
+# about ten bodies' parsing, and a poll of a few changed feeds gains nothing from it.
+POOL_FROM = 24
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """A body's article records, and the parser's warning if it recovered from errors."""
+
+    records: list[ArticleRecord]
+    warning: str | None
+
+
+def _web_link(link: str | None) -> str | None:
+    """`link` unless it names a scheme other than http(s): a javascript: or data: link
+    from a feed must not become an article's URL (export, digests, a reader's click)."""
+    if link is None:
+        return None
+    scheme = urlsplit(link.strip()).scheme.lower()
+    return link if scheme in ("", "http", "https") else None
+
+
+def entry_record(entry: Entry, feed_url: str) -> ArticleRecord:
+    identity = article_identity(entry, feed_url)
+    link = _web_link(entry.link)
+    return ArticleRecord(
+        key=identity.key,
+        key_kind=identity.kind,
+        url=link,
+        canonical_url=identity.canonical_url,
+        guid=entry.guid,
+        title=entry.title,
+        summary=entry.summary,
+        content=entry.content,
+        author=entry.author,
+        language=entry.language,
+        published_at=entry.published,
+        entry_url=link,
+    )
+
+
+def unexpected(doing: str, url: str, exc: BaseException) -> FeedError:
+    """The error stored on a feed when `doing` it raised something no stage names."""
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    return FeedError(f"unexpected {type(exc).__name__} {doing} {url}: {first_line}")
+
+
+def parse_body(body: bytes, url: str, content_type: str | None) -> ParsedBody | FeedError:
+    """The records in `body`, or the error to store on its feed."""
+    try:
+        parsed = parse_feed(body, url, content_type)
+        return ParsedBody([entry_record(entry, url) for entry in parsed.entries], parsed.warning)
+    except ContentError as err:
+        return err
+    except Exception as exc:  # a parser surprise on one feed must not stop the others
+        return unexpected("parsing", url, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A `FeedError` as plain data that always pickles."""
+
+    error_class: type[FeedError]
+    args: tuple[object, ...]
+    attributes: dict[str, object]
+
+    def error(self) -> FeedError:
+        # Not `error_class(*args)`: RateLimited's __init__ wants a second argument.
+        err = self.error_class.__new__(self.error_class, *self.args)
+        err.args = self.args
+        err.__dict__.update(self.attributes)
+        return err
+
+
+# A body's parse running in the pool.
+Parsing: TypeAlias = Future[ParsedBody | Failure]
+
+
+def _parse_in_worker(body: bytes, url: str, content_type: str | None) -> ParsedBody | Failure:
+    outcome = parse_body(body, url, content_type)
+    if isinstance(outcome, FeedError):
+        return Failure(type(outcome), outcome.args, dict(vars(outcome)))
+    return outcome
+
+
+def _worker_start() -> None:
+    # Ctrl-C reaches the whole process group; the poll's process shuts the pool down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_exit_hook = False
+
+
+def _executor() -> ProcessPoolExecutor:
+    global _pool, _exit_hook
+    with _lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(
+                WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start
+            )
+            if not _exit_hook:
+                atexit.register(shutdown)
+                _exit_hook = True
+        return _pool
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Forget a broken pool; the next `submit` starts a new one. A broken pool's
+    management thread has already failed its futures, ends its workers and closes its
+    queues itself (and this may run on that thread, which must not wait for itself)."""
+    global _pool
+    with _lock:
+        if _pool is pool:
+            _pool = None
+
+
+def started() -> bool:
+    """Whether the pool exists (it starts on the first `submit`)."""
+    with _lock:
+        return _pool is not None
+
+
+def shutdown() -> None:
+    """Stop the pool's workers and wait for them (at exit; tests between cases)."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def submit(body: bytes, url: str, content_type: str | None) -> Parsing | None:
+    """`parse_body` started in the pool (started if need be), or None if no pool can
+    take it: the interpreter is exiting, or pools keep breaking."""
+    for _ in range(2):
+        pool = _executor()
+        try:
+            future = pool.submit(_parse_in_worker, body, url, content_type)
+        except BrokenProcessPool:  # a worker died since the last result
+            _discard(pool)
+            continue
+        except RuntimeError:  # shut down: the interpreter is exiting
+            return None
+        future.add_done_callback(functools.partial(_forget_if_broken, pool))
+        return future
+    return None
+
+
+def _forget_if_broken(pool: ProcessPoolExecutor, future: Parsing) -> None:
+    if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
+        _discard(pool)
+
+
+def collect(future: Parsing) -> ParsedBody | FeedError | None:
+    """A finished `submit` future's outcome: what `parse_body` returned in the worker,
+    or None when the pool failed to run it (parse the body in process then)."""
+    try:
+        outcome = future.result(timeout=0)
+    except Exception:  # BrokenProcessPool, or a result that did not pickle
+        return None
+    return outcome.error() if isinstance(outcome, Failure) else outcome

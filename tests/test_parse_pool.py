@@ -1,0 +1,222 @@
+"""Parsing in the worker process pool (`newswatch.parse_pool`) through whole polls.
+
+Real loopback feed servers, real databases, real spawned workers. `POOL_FROM` is set
+to 0 where a test needs the pool, so that a few dozen feeds are enough to use it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import shutil
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from newswatch import parse_pool
+from newswatch.poll import FeedReport, PollReport
+from newswatch.runs import close_databases, poll_once
+from sources.errors import FeedError, NotAFeed, RateLimited
+from storage.models import Article, FeedState, Sighting, Source
+from tests.fixtures.http import FeedServer, Hang, html_with_feed_link
+from tests.test_poll_pipeline import count, load, reading, rss, story, write_config
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+BOZO_RSS = (
+    b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+    b"<item><title>A &nope; b</title><link>https://bozo.example/1</link></item>"
+    b"<item><title>B</title><link>https://bozo.example/2</link></item></channel></rss>"
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_pool_left() -> Iterator[None]:
+    """Each test starts without a pool and leaves none behind (nor open databases)."""
+    parse_pool.shutdown()
+    yield
+    parse_pool.shutdown()
+    close_databases()
+
+
+@pytest.fixture
+def use_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse_pool, "POOL_FROM", 0)
+
+
+def _feeds(feed_server: FeedServer, n: int) -> dict[str, str]:
+    """`n` feeds of 6 entries (one repeated inside the feed, one undated), and one feed
+    of each parse outcome: recovered from errors, not a feed, unparsable, empty."""
+    feeds = {}
+    for f in range(n):
+        items = [story(f * 10 + k) for k in range(5)]
+        items.append(items[0])
+        items[1] = {"title": f"Undated {f}", "link": f"https://news.example/undated/{f}"}
+        feeds[f"Feed {f:02}"] = feed_server.route(f"/pool/{f}.xml", rss(items), etag=f'"{f}"')
+    feeds["Bozo"] = feed_server.route("/pool/bozo.xml", BOZO_RSS)
+    feeds["Page"] = feed_server.route(
+        "/pool/page", html_with_feed_link("/feed.xml"), content_type="text/html"
+    )
+    feeds["Binary"] = feed_server.route("/pool/binary.xml", bytes(range(256)) * 10)
+    feeds["Empty"] = feed_server.route("/pool/empty.xml", b"")
+    return feeds
+
+
+def _stored(database_url: str) -> tuple[object, ...]:
+    """Everything a poll stores, without row ids."""
+    with reading(database_url) as s:
+        articles = s.execute(
+            select(
+                Article.key,
+                Article.key_kind,
+                Article.url,
+                Article.canonical_url,
+                Article.guid,
+                Article.title,
+                Article.summary,
+                Article.content,
+                Article.author,
+                Article.language,
+                Article.published_at,
+            ).order_by(Article.key)
+        ).all()
+        sightings = s.execute(
+            select(Source.name, Article.key, Sighting.entry_url)
+            .join(Sighting, Sighting.source_id == Source.id)
+            .join(Article, Article.id == Sighting.article_id)
+            .order_by(Source.name, Article.key)
+        ).all()
+        states = s.execute(
+            select(
+                Source.name,
+                FeedState.last_status,
+                FeedState.last_error,
+                FeedState.etag,
+                FeedState.items_seen,
+            )
+            .join(FeedState)
+            .order_by(Source.name)
+        ).all()
+    return tuple(articles), tuple(sightings), tuple(states)
+
+
+def _reported(report: PollReport) -> list[tuple[str, str, int, int, str | None]]:
+    return sorted((f.name, f.status, f.new_articles, f.duplicates, f.error) for f in report.feeds)
+
+
+def test_a_poll_through_the_pool_stores_exactly_what_an_in_process_poll_stores(
+    tmp_path: Path, feed_server: FeedServer, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "in-process.db"
+    shutil.copyfile(sqlite_url.removeprefix("sqlite:///"), other)
+    in_process_url = f"sqlite:///{other}"
+    config = write_config(tmp_path, _feeds(feed_server, 30))
+
+    monkeypatch.setattr(parse_pool, "POOL_FROM", 1000)
+    in_process = poll_once(load(config, in_process_url), now=NOW)
+    assert not parse_pool.started()
+    monkeypatch.setattr(parse_pool, "POOL_FROM", 0)
+    pooled = poll_once(load(config, sqlite_url), now=NOW)
+
+    assert parse_pool.started()
+    assert _reported(pooled) == _reported(in_process)
+    assert _stored(sqlite_url) == _stored(in_process_url)
+    statuses = {f.name: (f.status, f.error) for f in pooled.feeds}
+    assert statuses["Page"][0] == "not_a_feed"
+    assert statuses["Binary"][0] == "unparsable"
+    assert statuses["Empty"][0] == "empty"
+    assert (statuses["Bozo"][1] or "").startswith("recovered from: ")
+
+
+def test_a_poll_of_a_few_bodies_parses_in_process(
+    tmp_path: Path, feed_server: FeedServer, sqlite_url: str
+) -> None:
+    report = poll_once(load(write_config(tmp_path, _feeds(feed_server, 10)), sqlite_url))
+
+    assert report.ok == 11
+    assert not parse_pool.started()
+
+
+def test_a_warm_poll_does_not_start_the_pool(
+    tmp_path: Path, feed_server: FeedServer, sqlite_url: str, use_the_pool: None
+) -> None:
+    feeds = {k: v for k, v in _feeds(feed_server, 30).items() if k.startswith("Feed")}
+    config = load(write_config(tmp_path, feeds), sqlite_url)
+    poll_once(config)
+    parse_pool.shutdown()
+
+    warm = poll_once(config, all_sources=True)
+
+    assert warm.unchanged == 30
+    assert not parse_pool.started()
+
+
+def test_killed_workers_do_not_fail_the_poll_and_a_new_pool_parses_later_feeds(
+    tmp_path: Path, feed_server: FeedServer, database_url: str, use_the_pool: None
+) -> None:
+    feeds = {k: v for k, v in _feeds(feed_server, 40).items() if k.startswith("Feed")}
+    killed: list[int] = []
+
+    def kill_the_workers_once(feed: FeedReport) -> None:
+        if not killed:
+            for worker in multiprocessing.active_children():
+                os.kill(worker.pid or 0, signal.SIGKILL)
+                killed.append(worker.pid or 0)
+
+    report = poll_once(
+        load(write_config(tmp_path, feeds), database_url), on_feed=kill_the_workers_once
+    )
+
+    assert killed
+    assert (report.ok, report.new_articles, report.duplicates) == (40, 40 * 5, 40)
+    assert count(database_url, Article) == 40 * 5
+    assert count(database_url, Sighting) == 40 * 5
+    assert parse_pool.started()
+    assert not {p.pid for p in multiprocessing.active_children()} & set(killed)
+
+
+def test_the_poll_deadline_holds_while_bodies_are_in_the_pool(
+    tmp_path: Path, feed_server: FeedServer, sqlite_url: str, use_the_pool: None
+) -> None:
+    feeds = {k: v for k, v in _feeds(feed_server, 10).items() if k.startswith("Feed")}
+    feeds["Hangs"] = feed_server.route("/pool/hang.xml", behaviour=Hang())
+    config = write_config(
+        tmp_path, feeds, poll={"read_timeout": 60, "feed_timeout": 60, "deadline": 5}
+    )
+    report = poll_once(load(config, sqlite_url))
+
+    statuses = {f.name: f.status for f in report.feeds}
+    assert statuses.pop("Hangs") == "skipped"
+    assert set(statuses.values()) == {"ok"}
+    assert count(sqlite_url, Article) == 10 * 5
+
+
+def test_a_parse_error_from_a_worker_is_the_error_parsing_in_process_gives() -> None:
+    page = html_with_feed_link("/feed.xml")
+    in_process = parse_pool.parse_body(page, "http://news.example/", "text/html")
+    parsing = parse_pool.submit(page, "http://news.example/", "text/html")
+    assert parsing is not None
+    parsing.result(timeout=60)
+
+    from_worker = parse_pool.collect(parsing)
+
+    assert isinstance(in_process, NotAFeed)
+    assert isinstance(from_worker, NotAFeed)
+    assert (str(from_worker), from_worker.alternate_url) == (
+        str(in_process),
+        in_process.alternate_url,
+    )
+
+
+def test_an_error_whose_init_takes_more_than_a_message_crosses_processes_whole() -> None:
+    err = RateLimited("429 from http://news.example/", NOW)
+    failure = parse_pool.Failure(type(err), err.args, dict(vars(err)))
+
+    rebuilt = pickle.loads(pickle.dumps(failure)).error()
+
+    assert isinstance(rebuilt, RateLimited) and isinstance(rebuilt, FeedError)
+    assert (str(rebuilt), rebuilt.retry_after, rebuilt.kind) == (str(err), NOW, "rate_limited")
