@@ -51,7 +51,8 @@ import operator
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import repeat
@@ -216,13 +217,22 @@ _STOP_BIGRAMS = frozenset(hash((_crc32(a), _crc32(b))) for a in _STOPWORDS for b
 
 def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_SIZE) -> Signature:
     """The signature of an article: bigram hashes, conflict markers, index keys."""
-    shingles, markers, keys = _fingerprint(title, summary, sketch_size)
-    return Signature(shingles, markers, tuple(keys))
+    shingles, _, markers, _, keys = _fingerprint(title, summary, sketch_size)
+    return Signature(shingles, markers, keys)
 
 
-def _fingerprint(
-    title: str, summary: str, sketch_size: int
-) -> tuple[frozenset[int], frozenset[bytes], list[int]]:
+# What `_fingerprint` returns: the bigram hashes as a set (to verify candidates
+# against) and as a sorted tuple (held: tuples of ints are invisible to the GC once
+# it has seen them), the markers as a set and as a tuple (held), and the index keys.
+_Fingerprint = tuple[
+    frozenset[int], tuple[int, ...], frozenset[bytes], tuple[bytes, ...], tuple[int, ...]
+]
+_MARKER_CRCS = frozenset(map(_crc32, _MARKER_WORDS))
+_is_stop_bigram = _STOP_BIGRAMS.__contains__
+_NO_MARKERS: frozenset[bytes] = frozenset()
+
+
+def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
     title_words = _words(title)[:_MAX_TITLE_WORDS]
     # The lede is what copies of one story share; some feeds put the whole article
     # in the summary, which would cost time and memory and dilute the similarity.
@@ -236,14 +246,26 @@ def _fingerprint(
     shingles = frozenset(
         [*map(hash, zip(head, head[1:])), *map(hash, zip(lede, lede[1:]))]  # noqa: B905, RUF007
     )
+    ordered = (*sorted(shingles),)
+    keys = (*_bottom_keys(ordered, sketch_size),)
     all_words = title_words + summary_words
-    markers = _MARKER_WORDS.intersection(all_words)
+    # Word hashes are ints, cheaper to look up than bytes: only an article with a
+    # word that hashes like a number word or weekday pays for the bytes lookup.
+    if _MARKER_CRCS.isdisjoint(head) and _MARKER_CRCS.isdisjoint(lede):
+        markers = _NO_MARKERS
+    else:
+        markers = _MARKER_WORDS.intersection(all_words)
     numbers = [*filter(bytes.isdigit, all_words)]
     if numbers:
         markers = markers.union(w.lstrip(b"0") or b"0" for w in numbers)
+    return shingles, ordered, markers, (*markers,), keys
+
+
+def _bottom_keys(ordered: Iterable[int], sketch_size: int) -> Iterator[int]:
+    """The index keys: the smallest `sketch_size` bigram hashes but stopword-only ones."""
     # Stopword-only bigrams ("of the") would put most articles on one posting list.
-    keys = sorted(shingles - _STOP_BIGRAMS)[:sketch_size]
-    return shingles, markers, keys
+    # Filtering the sorted hashes stops after the first sketch_size kept ones.
+    return itertools.islice(itertools.filterfalse(_is_stop_bigram, ordered), sketch_size)
 
 
 def similarity(a: Signature, b: Signature) -> float:
@@ -274,6 +296,31 @@ def is_near_duplicate(
 # markers, index keys). Bigram hashes are distinct: the set they came from.
 _Record = tuple[int, float, tuple[int, ...], tuple[bytes, ...], tuple[int, ...]]
 _SERIAL = struct.Struct("Q")  # native, as memoryview.cast("Q") reads it back
+_pack_serial = _SERIAL.pack
+_append = operator.add  # posting bytes + one packed serial: a new bytes object
+_NO_STORIES: frozenset[int] = frozenset()
+# Wire copies: the (title, summary) of recently added articles, to the serial of the
+# last one, whose record holds the signature. Texts longer than this are left out
+# (the cache keeps them alive); between one and two generations are remembered.
+_COPY_TEXT_CHARS = _SUMMARY_HEAD_CHARS
+_COPY_GENERATION = 1024
+
+
+class _Full(bytes):
+    """The posting list of a key held by more than `_MAX_POSTING_BYTES` worth of entries.
+
+    Empty, so that joined with the other lists it adds no candidates (the key is
+    boilerplate, not evidence), and appending leaves it as it is: a list only grows
+    until the next rebuild, so once over the bound it stays over it until then.
+    """
+
+    __slots__ = ()
+
+    def __add__(self, other: object, /) -> bytes:
+        return self
+
+
+_FULL = _Full()
 
 
 @dataclass(slots=True)
@@ -317,15 +364,24 @@ class StoryClusterer:
         self._story_of: dict[int, int] = {}
         self._live: dict[int, _Record] = {}
         self._serial = 0
-        # Index key -> the serials of the articles holding it, 8 native bytes each:
-        # bytearrays grow in place and are invisible to the GC. Posting entries name
-        # insertions, not articles, so an article evicted and added again cannot
-        # meet the entries of its first stay; those are dropped by a rebuild.
-        self._postings: dict[int, bytearray] = {}
+        # Index key -> the serials of the articles holding it, 8 native bytes each,
+        # as bytes (invisible to the GC) replaced by a longer copy on each append:
+        # one allocation, and looking up a missing key creates nothing. Posting
+        # entries name insertions, not articles, so an article evicted and added
+        # again cannot meet the entries of its first stay; those are dropped by a
+        # rebuild.
+        self._postings: dict[int, bytes] = {}
         self._removed = 0  # articles evicted since the index was last rebuilt
         self._stories: dict[int, _Story] = {}
-        # heap of (published_at timestamp, article id, serial)
-        self._expiry: list[tuple[float, int, int]] = []
+        # (published_at timestamp, article id, serial) of each held article: in
+        # arrival order while publication times do not go back (the usual case:
+        # appending to and popping from a deque), the others in a heap.
+        self._expiry: collections.deque[tuple[float, int, int]] = collections.deque()
+        self._late: list[tuple[float, int, int]] = []
+        # Wire copies are carried verbatim by several outlets: a recent copy's
+        # record gives the signature without computing it again.
+        self._copies: dict[tuple[str, str], int] = {}
+        self._older_copies: dict[tuple[str, str], int] = {}
 
     def __len__(self) -> int:
         """How many articles are held (inside the window)."""
@@ -359,52 +415,95 @@ class StoryClusterer:
         may lie outside the window; without it the earliest loaded article stands in.
         """
         reps = representatives or {}
+        story_of = self._story_of
+        stories = self._stories
         for candidate, key in known:
-            if candidate.article_id in self._story_of:
+            article_id = candidate.article_id
+            if article_id in story_of:
                 continue
-            story = self._stories.get(key)
+            published_at = candidate.published_at
+            own = (published_at, article_id)
+            story = stories.get(key)
             if story is None:
-                rep_id, rep_at = reps.get(key, (candidate.article_id, candidate.published_at))
-                story = self._stories[key] = _Story(key, (rep_at, rep_id))
-            story.representative = min(
-                story.representative, (candidate.published_at, candidate.article_id)
-            )
-            shingles, markers, keys = _fingerprint(
-                candidate.title, candidate.summary, self.sketch_size
-            )
-            postings = [*map(self._postings.setdefault, keys, iter(bytearray, None))]
-            at = candidate.published_at.timestamp()
-            self._insert(candidate.article_id, at, shingles, markers, keys, postings)
-            self._story_of[candidate.article_id] = story.key
-            story.members.add(candidate.article_id)
+                rep_id, rep_at = reps.get(key, (article_id, published_at))
+                story = stories[key] = _Story(key, (rep_at, rep_id))
+            if own < story.representative:
+                story.representative = own
+            text = (candidate.title, candidate.summary)
+            _, shingles, _, markers, keys = self._signature(text)
+            lists = [*map(self._postings.get, keys, repeat(b""))]
+            self._insert(article_id, published_at.timestamp(), shingles, markers, keys, lists, text)
+            story_of[article_id] = story.key
+            story.members.add(article_id)
 
     def add(self, items: Sequence[StoryCandidate]) -> list[StoryAssignment]:
         """Assign each new article to a story; articles already held are reported as they are."""
         raw: list[tuple[int, int, tuple[int, ...]]] = []
         renamed: dict[int, int] = {}
         story_of = self._story_of
-        sketch_size = self.sketch_size
-        setdefault = self._postings.setdefault  # the index is only rebuilt by evict
+        stories = self._stories
+        get = self._postings.get  # the index is only rebuilt by evict
+        live = self._live
+        expiry = self._expiry
+        copies = self._copies
+        update = self._postings.update
+        signature = self._signature
+        neighbour_stories = self._neighbour_stories
+        min_entries = _SERIAL.size * self.min_shared_keys
         for candidate in items:
             article_id = candidate.article_id
             key = story_of.get(article_id)
             if key is not None:
                 raw.append((article_id, key, ()))
                 continue
-            shingles, markers, keys = _fingerprint(candidate.title, candidate.summary, sketch_size)
-            at = candidate.published_at.timestamp()
-            # C-level: each key's posting bytes, created empty where missing (iter
-            # with a sentinel calls bytearray() afresh for each key).
-            postings = [*map(setdefault, keys, iter(bytearray, None))]
-            neighbours = self._neighbour_stories(at, shingles, markers, postings)
-            story, merged = self._join(candidate, neighbours)
+            text = (candidate.title, candidate.summary)
+            shingle_set, shingles, markers, held_markers, keys = signature(text)
+            published_at = candidate.published_at
+            at = published_at.timestamp()
+            # Each key's posting bytes (b"" where missing), and all their entries in
+            # one C-level join: with fewer than min_shared entries in all, no held
+            # article can share min_shared keys with this one.
+            lists = [*map(get, keys, repeat(b""))]
+            entries = b"".join(lists)
+            neighbours = (
+                neighbour_stories(at, shingle_set, shingles, markers, entries)
+                if len(entries) >= min_entries
+                else _NO_STORIES
+            )
+            # The usual cases, a new story or joining the one story of earlier
+            # articles, inline; `_join` does the same and everything else.
+            merged: tuple[int, ...] = ()
+            if article_id in stories:  # re-added after eviction
+                story, merged = self._join(candidate, neighbours)
+            elif not neighbours:
+                story = stories[article_id] = _Story(article_id, (published_at, article_id))
+            elif len(neighbours) == 1 and (only := min(neighbours)) < article_id:
+                story = stories[only]
+                own = (published_at, article_id)
+                if own < story.representative:
+                    story.representative = own
+            else:
+                story, merged = self._join(candidate, neighbours)
             for old in merged:
                 renamed[old] = story.key
-            self._insert(article_id, at, shingles, markers, keys, postings)
+            # `_insert`, inline: each list replaced by itself plus the new serial.
+            serial = self._serial = self._serial + 1
+            update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
+            if len(entries) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
+                self._close_full_lists(keys)
+            live[serial] = (article_id, at, shingles, held_markers, keys)
+            if not expiry or at >= expiry[-1][0]:
+                expiry.append((at, article_id, serial))
+            else:
+                heapq.heappush(self._late, (at, article_id, serial))
+            if len(text[0]) + len(text[1]) <= _COPY_TEXT_CHARS:
+                if len(copies) >= _COPY_GENERATION:
+                    self._older_copies = copies
+                    self._copies = copies = {}
+                copies[text] = serial
             story_of[article_id] = story.key
             story.members.add(article_id)
             raw.append((article_id, story.key, merged))
-        stories = self._stories
         out = []
         for article_id, key, merged in raw:
             while key in renamed:
@@ -421,56 +520,115 @@ class StoryClusterer:
         """
         horizon = (now - self.window).timestamp()
         expiry = self._expiry
+        late = self._late
+        gone = []
+        while expiry and expiry[0][0] < horizon:
+            gone.append(expiry.popleft())
+        while late and late[0][0] < horizon:
+            gone.append(heapq.heappop(late))
         story_pop = self._story_of.pop
         live_pop = self._live.pop
         stories = self._stories
-        heappop = heapq.heappop
-        removed = 0
-        while expiry and expiry[0][0] < horizon:
-            _, article_id, serial = heappop(expiry)
+        for _, article_id, serial in gone:
             # Its posting entries stay behind until the next rebuild (a dead serial
             # is skipped when found): removing them would visit sixteen cold lists.
             live_pop(serial)
-            removed += 1
             key = story_pop(article_id)
-            story = stories[key]
-            story.members.discard(article_id)
-            if not story.members:
+            members = stories[key].members
+            members.discard(article_id)
+            if not members:
                 del stories[key]
-        self._removed += removed
+        self._removed += len(gone)
         if self._removed > 2 * max(_MIN_SWEEP, len(self._live)):
             self._rebuild_index()
+
+    def _signature(
+        self, text: tuple[str, str]
+    ) -> tuple[
+        frozenset[int] | None, tuple[int, ...], frozenset[bytes], tuple[bytes, ...], tuple[int, ...]
+    ]:
+        """The signature of (title, summary): from a held copy's record if there is one.
+
+        The set of bigram hashes is then left to `_neighbour_stories` to build, if
+        it needs it at all.
+        """
+        serial = self._copies.get(text)
+        if serial is None:
+            serial = self._older_copies.get(text)
+        if serial is not None:
+            record = self._live.get(serial)
+            if record is not None:
+                markers = record[3]
+                return (
+                    None,
+                    record[2],
+                    frozenset(markers) if markers else _NO_MARKERS,
+                    markers,
+                    record[4],
+                )
+        return _fingerprint(text[0], text[1], self.sketch_size)
+
+    def _insert(
+        self,
+        article_id: int,
+        at: float,
+        shingles: tuple[int, ...],
+        markers: tuple[bytes, ...],
+        keys: tuple[int, ...],
+        lists: list[bytes],
+        text: tuple[str, str],
+    ) -> None:
+        # As in `add`: each of its keys' posting bytes (`lists`, as looked up)
+        # replaced by itself plus this serial.
+        serial = self._serial = self._serial + 1
+        postings = self._postings
+        postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
+        if sum(map(len, lists)) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
+            self._close_full_lists(keys)
+        self._live[serial] = (article_id, at, shingles, markers, keys)
+        expiry = self._expiry
+        if not expiry or at >= expiry[-1][0]:
+            expiry.append((at, article_id, serial))
+        else:
+            heapq.heappush(self._late, (at, article_id, serial))
+        if len(text[0]) + len(text[1]) <= _COPY_TEXT_CHARS:
+            if len(self._copies) >= _COPY_GENERATION:
+                self._older_copies = self._copies
+                self._copies = {}
+            self._copies[text] = serial
+
+    def _close_full_lists(self, keys: Iterable[int]) -> None:
+        postings = self._postings
+        for key in keys:
+            if len(postings[key]) > _MAX_POSTING_BYTES:
+                postings[key] = _FULL
 
     def _neighbour_stories(
         self,
         at: float,
-        shingles: frozenset[int],
+        shingle_set: frozenset[int] | None,
+        shingles: tuple[int, ...],
         markers: frozenset[bytes],
-        postings: list[bytearray],
-    ) -> set[int]:
+        entries: bytes,
+    ) -> AbstractSet[int]:
         # is_near_duplicate inlined, cheapest tests first: this loop is the hot path.
-        stories: set[int] = set()
         size = len(shingles)
         if size < self.min_shingles:
-            return stories
-        min_shared = self.min_shared_keys
-        # A key that hundreds of held articles share is boilerplate ("read more on",
-        # a site's tagline), not evidence: its list would make every article a
-        # candidate of every other (quadratic). Matching needs min_shared other keys.
-        lists = [p for p in postings if p and len(p) <= _MAX_POSTING_BYTES]
-        if len(lists) < min_shared:
-            return stories
+            return _NO_STORIES
         # The serials on at least `min_shared` of the lists, found with C-level calls
-        # only: in the sorted concatenation, a serial that many times over is equal to
-        # the one min_shared - 1 places on.
-        ids = sorted(memoryview(b"".join(lists)).cast("Q"))
-        found = set(
-            itertools.compress(
-                ids, map(operator.eq, ids, itertools.islice(ids, min_shared - 1, None))
-            )
-        )
+        # only: in the sorted concatenation a serial is on min_shared of them when it
+        # fills min_shared consecutive places, hence is at an index of every residue
+        # modulo min_shared; any other serial misses one. (A key that hundreds of
+        # held articles share is boilerplate, not evidence: its list is _FULL, empty.)
+        ids = sorted(memoryview(entries).cast("Q"))
+        step = self.min_shared_keys
+        if step == 2:  # the default, without the generator
+            found = set(ids[::2]).intersection(ids[1::2])
+        else:
+            found = set(ids[::step]).intersection(*(ids[r::step] for r in range(1, step)))
         if not found:
-            return stories
+            return _NO_STORIES
+        stories: set[int] = set()
         threshold = self.threshold
         min_size = max(self.min_shingles, size * threshold)
         max_size = size / threshold
@@ -485,6 +643,9 @@ class StoryClusterer:
             if other_story in stories or abs(other[1] - at) > window:
                 continue  # already a neighbour story, or too far apart
             other_shingles = other[2]
+            if other_shingles is shingles:
+                stories.add(other_story)  # a wire copy: the signature of its record
+                continue
             other_size = len(other_shingles)
             # Jaccard >= t needs the smaller set to be at least t times the larger.
             if not min_size <= other_size <= max_size:
@@ -492,12 +653,16 @@ class StoryClusterer:
             other_markers = other[3]
             if markers.difference(other_markers) and not markers.issuperset(other_markers):
                 continue
-            inter = len(shingles.intersection(other_shingles))
+            if shingle_set is None:
+                shingle_set = frozenset(shingles)
+            inter = len(shingle_set.intersection(other_shingles))
             if inter >= threshold * (size + other_size - inter):
                 stories.add(other_story)
         return stories
 
-    def _join(self, candidate: StoryCandidate, keys: set[int]) -> tuple[_Story, tuple[int, ...]]:
+    def _join(
+        self, candidate: StoryCandidate, keys: AbstractSet[int]
+    ) -> tuple[_Story, tuple[int, ...]]:
         own = (candidate.published_at, candidate.article_id)
         if candidate.article_id in self._stories:
             # re-added after eviction: it still names the story it started
@@ -528,36 +693,25 @@ class StoryClusterer:
         merged = tuple(sorted(k for k in keys if k != survivor_key))
         return base, merged
 
-    def _insert(
-        self,
-        article_id: int,
-        at: float,
-        shingles: frozenset[int],
-        markers: frozenset[bytes],
-        keys: list[int],
-        postings: list[bytearray],
-    ) -> None:
-        serial = self._serial = self._serial + 1
-        collections.deque(map(bytearray.extend, postings, repeat(_SERIAL.pack(serial))), maxlen=0)
-        self._live[serial] = (article_id, at, tuple(shingles), tuple(markers), tuple(keys))
-        heapq.heappush(self._expiry, (at, article_id, serial))
-
     def _rebuild_index(self) -> None:
         # Evicted serials would otherwise keep every key of history in memory. One
-        # C-level pass: every live (key, serial) pair, appended as in `_insert`.
+        # C-level pass: every live (key, serial) pair, appended to a growing list.
         records = self._live.values()
         keys = [*map(operator.itemgetter(4), records)]
-        entries = map(repeat, map(_SERIAL.pack, self._live), map(len, keys))
-        postings: dict[int, bytearray] = {}
+        entries = map(repeat, map(_pack_serial, self._live), map(len, keys))
+        lists: dict[int, bytearray] = {}
         collections.deque(
             map(
                 bytearray.extend,
-                map(
-                    postings.setdefault, itertools.chain.from_iterable(keys), iter(bytearray, None)
-                ),
+                map(lists.setdefault, itertools.chain.from_iterable(keys), iter(bytearray, None)),
                 itertools.chain.from_iterable(entries),
             ),
             maxlen=0,
         )
+        postings: dict[int, bytes] = dict(zip(lists, map(bytes, lists.values())))  # noqa: B905
+        for key in itertools.compress(
+            lists, map(_MAX_POSTING_BYTES.__lt__, map(len, lists.values()))
+        ):
+            postings[key] = _FULL
         self._postings = postings
         self._removed = 0
