@@ -36,14 +36,18 @@ from sources.model import Entry
 from sources.parse import parse_feed
 from storage.records import ArticleRecord
 
-# One worker: with two cores, this process (fetching, storing, matching: about as much
-# CPU per feed as parsing) needs the other one; a second worker measured no faster.
+# One worker: on two cores this process (fetching, storing, matching: 22 s of CPU in a
+# 1,000-feed cold poll, against the worker's 17 s) needs the other core. Two workers
+# measured no faster, and slower when the machine had other work.
 WORKERS = 1
-# Bodies a poll holds between fetch and store (parsing or parsed, waiting their turn):
-# enough to keep every worker busy while one result waits for the store thread.
+# Feeds a poll holds between fetch and store (parsing, or parsed and waiting their
+# turn): enough to keep every worker busy while one result waits for the store thread.
 IN_FLIGHT = 2 * WORKERS + 2
-# A poll parses its first bodies in process: starting the pool costs ~0.15 s of CPU,
-# about ten bodies' parsing, and a poll of a few changed feeds gains nothing from it.
+# A poll parses its first bodies in process. A worker's start costs ~0.4 s of CPU
+# (spawn re-imports the program's main module, then the parser); moving a body's parse
+# saves this process ~15 ms (16 ms of parse and identity, less 1 ms to unpickle the
+# records), so a poll of fewer bodies than this cannot win that back, and a larger one
+# parses these first bodies while the worker starts.
 POOL_FROM = 24
 
 
