@@ -11,7 +11,9 @@ import os
 import pickle
 import shutil
 import signal
+import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,11 +22,20 @@ from sqlalchemy import select
 
 from newswatch import parse_pool
 from newswatch.poll import FeedReport, PollReport
-from newswatch.runs import close_databases, poll_once
+from newswatch.runs import close_databases, plan_poll, poll_batch, poll_once
 from sources.errors import FeedError, NotAFeed, RateLimited
 from storage.models import Article, FeedState, Sighting, Source
 from tests.fixtures.http import FeedServer, Hang, html_with_feed_link
-from tests.test_poll_pipeline import count, load, reading, rss, story, write_config
+from tests.test_poll_pipeline import (
+    cli,
+    cli_env,
+    count,
+    load,
+    reading,
+    rss,
+    story,
+    write_config,
+)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 BOZO_RSS = (
@@ -220,3 +231,41 @@ def test_an_error_whose_init_takes_more_than_a_message_crosses_processes_whole()
 
     assert isinstance(rebuilt, RateLimited) and isinstance(rebuilt, FeedError)
     assert (str(rebuilt), rebuilt.retry_after, rebuilt.kind) == (str(err), NOW, "rate_limited")
+
+
+def test_batches_polled_at_once_in_threads_share_one_worker(
+    tmp_path: Path, feed_server: FeedServer, sqlite_url: str, use_the_pool: None
+) -> None:
+    feeds = {k: v for k, v in _feeds(feed_server, 30).items() if k.startswith("Feed")}
+    config = load(write_config(tmp_path, feeds), sqlite_url)
+    due = plan_poll(config, all_sources=False, now=NOW)
+    workers: set[int] = set()
+
+    def note_workers(feed: FeedReport) -> None:
+        workers.update(p.pid or 0 for p in multiprocessing.active_children())
+
+    with ThreadPoolExecutor(3) as threads:  # as the Prefect flow runs its batches
+        reports = list(
+            threads.map(
+                lambda batch: poll_batch(config, batch, now=NOW, on_feed=note_workers),
+                [due[0::3], due[1::3], due[2::3]],
+            )
+        )
+
+    assert sum(r.ok for r in reports) == 30
+    assert len(workers) == parse_pool.WORKERS
+
+
+def test_the_cli_exits_cleanly_after_a_poll_that_used_the_pool(
+    tmp_path: Path, feed_server: FeedServer, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, _feeds(feed_server, parse_pool.POOL_FROM + 6))
+    env = {**cli_env(sqlite_url), "PYTHONWARNINGS": "error::ResourceWarning"}
+
+    done = subprocess.run(
+        cli(config, "poll"), env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert count(sqlite_url, Sighting) == (parse_pool.POOL_FROM + 6) * 5 + 2
