@@ -233,7 +233,13 @@ _NO_MARKERS: frozenset[bytes] = frozenset()
 
 
 def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
-    title_words = _words(title)[:_MAX_TITLE_WORDS]
+    # _words, inline for ASCII (the usual case)
+    if title.isascii():
+        title_words = title.encode("ascii").translate(_ASCII_FOLD).split()
+    else:
+        title_words = _words(title)
+    if len(title_words) > _MAX_TITLE_WORDS:
+        del title_words[_MAX_TITLE_WORDS:]
     # The lede is what copies of one story share; some feeds put the whole article
     # in the summary, which would cost time and memory and dilute the similarity.
     summary_words = _summary_words(summary)
@@ -247,7 +253,9 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
         [*map(hash, zip(head, head[1:])), *map(hash, zip(lede, lede[1:]))]  # noqa: B905, RUF007
     )
     ordered = (*sorted(shingles),)
-    keys = (*_bottom_keys(ordered, sketch_size),)
+    keys = ordered[:sketch_size]
+    if not _STOP_BIGRAMS.isdisjoint(keys) or len(keys) < sketch_size:
+        keys = (*_bottom_keys(ordered, sketch_size),)
     all_words = title_words + summary_words
     # Word hashes are ints, cheaper to look up than bytes: only an article with a
     # word that hashes like a number word or weekday pays for the bytes lookup.
