@@ -175,8 +175,9 @@ def test_killed_workers_do_not_fail_the_poll_and_a_new_pool_parses_later_feeds(
     def kill_the_workers_once(feed: FeedReport) -> None:
         if not killed:
             for worker in multiprocessing.active_children():
-                os.kill(worker.pid or 0, signal.SIGKILL)
-                killed.append(worker.pid or 0)
+                assert worker.pid is not None  # started; never kill(0), the process group
+                os.kill(worker.pid, signal.SIGKILL)
+                killed.append(worker.pid)
 
     report = poll_once(
         load(write_config(tmp_path, feeds), database_url), on_feed=kill_the_workers_once
