@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from watch.cluster import (
     DEFAULT_THRESHOLD,
     StoryCandidate,
     StoryClusterer,
+    _summary_words,
     _words,
     fingerprint,
     is_near_duplicate,
@@ -215,6 +218,18 @@ def test_any_arrival_order_gives_the_same_stories(order: list[StoryCandidate], b
 @given(text=st.text(alphabet=st.characters(max_codepoint=127)))
 def test_ascii_fast_path_gives_the_topic_normal_form(text: str) -> None:
     assert _words(text) == [word.encode() for word in words(text)]
+
+
+PIECES = ["a", "b", " ", "1", "<", ">", "&", ";", "é", "appeared first on", "The post ", "&amp;"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(summary=st.lists(st.sampled_from(PIECES)).map("".join))
+def test_fingerprint_splits_a_summary_as_summary_words_does(summary: str) -> None:
+    # _fingerprint splits a short plain ASCII summary inline, without _summary_words
+    hashes = [zlib.crc32(word) for word in _summary_words(summary)]
+    expected = {hash(pair) for pair in itertools.pairwise(hashes)}
+    assert fingerprint("", summary).shingles == expected
 
 
 @pytest.mark.parametrize(

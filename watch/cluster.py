@@ -242,7 +242,18 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
         del title_words[_MAX_TITLE_WORDS:]
     # The lede is what copies of one story share; some feeds put the whole article
     # in the summary, which would cost time and memory and dilute the similarity.
-    summary_words = _summary_words(summary)
+    if (
+        len(summary) <= _SUMMARY_HEAD_CHARS
+        and summary.isascii()
+        and "<" not in summary
+        and "&" not in summary
+        and "appeared first on" not in summary
+    ):  # _summary_words, inline for a short plain ASCII summary (the usual case)
+        summary_words = summary.encode("ascii").translate(_ASCII_FOLD).split()
+        if len(summary_words) > _MAX_SUMMARY_WORDS:
+            del summary_words[_MAX_SUMMARY_WORDS:]
+    else:
+        summary_words = _summary_words(summary)
     # Bigrams stay inside a field: the title's last word and the summary's first are
     # not a phrase, and outlets that retitle a story would pay for it twice.
     head = [*map(_crc32, title_words)]
