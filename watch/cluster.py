@@ -466,7 +466,8 @@ class StoryClusterer:
         expiry = self._expiry
         copies = self._copies
         update = self._postings.update
-        signature = self._signature
+        live_get = live.get
+        sketch_size = self.sketch_size
         neighbour_stories = self._neighbour_stories
         min_entries = _SERIAL.size * self.min_shared_keys
         for candidate in items:
@@ -476,7 +477,19 @@ class StoryClusterer:
                 raw.append((article_id, key, ()))
                 continue
             text = (candidate.title, candidate.summary)
-            shingle_set, shingles, markers, held_markers, keys = signature(text)
+            # `_signature`, inline
+            copy = copies.get(text)
+            if copy is None:
+                copy = self._older_copies.get(text)
+            record = None if copy is None else live_get(copy)
+            if record is None:
+                shingle_set, shingles, markers, held_markers, keys = _fingerprint(
+                    text[0], text[1], sketch_size
+                )
+            else:
+                shingle_set = None
+                shingles, held_markers, keys = record[2], record[3], record[4]
+                markers = frozenset(held_markers) if held_markers else _NO_MARKERS
             published_at = candidate.published_at
             at = published_at.timestamp()
             # Each key's posting bytes (b"" where missing), and all their entries in
