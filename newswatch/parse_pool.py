@@ -20,10 +20,12 @@ fork would copy their locks in whatever state they were in.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import multiprocessing
 import signal
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -139,12 +141,15 @@ def _worker_start() -> None:
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _exit_hook = False
+_polls = 0  # polls running in this process (see `in_use`)
+_starts = 0  # pools started in this process
 
 
 def _executor() -> ProcessPoolExecutor:
-    global _pool, _exit_hook
+    global _pool, _exit_hook, _starts
     with _lock:
         if _pool is None:
+            _starts += 1
             _pool = ProcessPoolExecutor(
                 WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start
             )
@@ -164,6 +169,12 @@ def _discard(pool: ProcessPoolExecutor) -> None:
             _pool = None
 
 
+def starts() -> int:
+    """How many pools this process has started (a poll that used one started one)."""
+    with _lock:
+        return _starts
+
+
 def started() -> bool:
     """Whether the pool exists (it starts on the first `submit`)."""
     with _lock:
@@ -177,6 +188,24 @@ def shutdown() -> None:
         pool, _pool = _pool, None
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def in_use() -> Iterator[None]:
+    """Held by each running poll. When the last one ends, the pool's workers stop:
+    an idle worker holds ~50 MB that the story clustering after a poll, or the next
+    poll a quarter of an hour later, is better off without (a start costs ~0.4 s)."""
+    global _polls
+    with _lock:
+        _polls += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _polls -= 1
+            last = _polls == 0
+        if last:
+            shutdown()
 
 
 def submit(body: bytes, url: str, content_type: str | None) -> Parsing | None:

@@ -281,6 +281,18 @@ async def poll_sources(
     now = now or datetime.now(UTC)
     if processor is None:
         processor, _ = ArticleProcessor.prepare(db, config, now)
+    with parse_pool.in_use():
+        return await _poll_sources(db, config, due, processor, now, on_feed)
+
+
+async def _poll_sources(
+    db: Database,
+    config: Config,
+    due: Sequence[DueSource],
+    processor: ArticleProcessor,
+    now: datetime,
+    on_feed: Callable[[FeedReport], None] | None,
+) -> PollReport:
     state = _Poll(db, config, processor, now, on_feed or feed_listener.get())
     by_id = {source.id: source for source in due}
     requests = [

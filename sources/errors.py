@@ -79,6 +79,10 @@ class RateLimited(TransientError):
         super().__init__(message)
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[type[RateLimited], tuple[str, datetime | None]]:
+        # Exceptions pickle as cls(*args), and args holds only the message.
+        return (type(self), (str(self), self.retry_after))
+
 
 class PermanentError(FeedError):
     """Will not work again: the feed is marked gone and no longer polled."""

@@ -128,12 +128,13 @@ def test_a_poll_through_the_pool_stores_exactly_what_an_in_process_poll_stores(
     config = write_config(tmp_path, _feeds(feed_server, 30))
 
     monkeypatch.setattr(parse_pool, "POOL_FROM", 1000)
+    before = parse_pool.starts()
     in_process = poll_once(load(config, in_process_url), now=NOW)
-    assert not parse_pool.started()
+    assert parse_pool.starts() == before
     monkeypatch.setattr(parse_pool, "POOL_FROM", 0)
     pooled = poll_once(load(config, sqlite_url), now=NOW)
 
-    assert parse_pool.started()
+    assert parse_pool.starts() == before + 1
     assert _reported(pooled) == _reported(in_process)
     assert _stored(sqlite_url) == _stored(in_process_url)
     statuses = {f.name: (f.status, f.error) for f in pooled.feeds}
@@ -146,10 +147,11 @@ def test_a_poll_through_the_pool_stores_exactly_what_an_in_process_poll_stores(
 def test_a_poll_of_a_few_bodies_parses_in_process(
     tmp_path: Path, feed_server: FeedServer, sqlite_url: str
 ) -> None:
+    before = parse_pool.starts()
     report = poll_once(load(write_config(tmp_path, _feeds(feed_server, 10)), sqlite_url))
 
     assert report.ok == 11
-    assert not parse_pool.started()
+    assert parse_pool.starts() == before
 
 
 def test_a_warm_poll_does_not_start_the_pool(
@@ -158,12 +160,29 @@ def test_a_warm_poll_does_not_start_the_pool(
     feeds = {k: v for k, v in _feeds(feed_server, 30).items() if k.startswith("Feed")}
     config = load(write_config(tmp_path, feeds), sqlite_url)
     poll_once(config)
-    parse_pool.shutdown()
+    before = parse_pool.starts()
 
     warm = poll_once(config, all_sources=True)
 
     assert warm.unchanged == 30
+    assert parse_pool.starts() == before
+
+
+def test_the_workers_stop_when_the_last_poll_ends(
+    tmp_path: Path, feed_server: FeedServer, sqlite_url: str, use_the_pool: None
+) -> None:
+    feeds = {k: v for k, v in _feeds(feed_server, 30).items() if k.startswith("Feed")}
+    before = parse_pool.starts()
+    workers: set[int] = set()
+
+    def note_workers(feed: FeedReport) -> None:
+        workers.update(p.pid or 0 for p in multiprocessing.active_children())
+
+    poll_once(load(write_config(tmp_path, feeds), sqlite_url), on_feed=note_workers)
+
+    assert parse_pool.starts() == before + 1 and workers
     assert not parse_pool.started()
+    assert not {p.pid for p in multiprocessing.active_children()} & workers
 
 
 def test_killed_workers_do_not_fail_the_poll_and_a_new_pool_parses_later_feeds(
@@ -171,6 +190,7 @@ def test_killed_workers_do_not_fail_the_poll_and_a_new_pool_parses_later_feeds(
 ) -> None:
     feeds = {k: v for k, v in _feeds(feed_server, 40).items() if k.startswith("Feed")}
     killed: list[int] = []
+    before = parse_pool.starts()
 
     def kill_the_workers_once(feed: FeedReport) -> None:
         if not killed:
@@ -187,7 +207,7 @@ def test_killed_workers_do_not_fail_the_poll_and_a_new_pool_parses_later_feeds(
     assert (report.ok, report.new_articles, report.duplicates) == (40, 40 * 5, 40)
     assert count(database_url, Article) == 40 * 5
     assert count(database_url, Sighting) == 40 * 5
-    assert parse_pool.started()
+    assert parse_pool.starts() == before + 2  # the killed pool, and the one after it
     assert not {p.pid for p in multiprocessing.active_children()} & set(killed)
 
 
@@ -232,6 +252,14 @@ def test_an_error_whose_init_takes_more_than_a_message_crosses_processes_whole()
 
     assert isinstance(rebuilt, RateLimited) and isinstance(rebuilt, FeedError)
     assert (str(rebuilt), rebuilt.retry_after, rebuilt.kind) == (str(err), NOW, "rate_limited")
+
+
+def test_a_rate_limited_error_pickles_with_its_retry_time() -> None:
+    err = RateLimited("429 from http://news.example/", NOW)
+
+    rebuilt = pickle.loads(pickle.dumps(err))
+
+    assert (type(rebuilt), str(rebuilt), rebuilt.retry_after) == (RateLimited, str(err), NOW)
 
 
 def test_batches_polled_at_once_in_threads_share_one_worker(
