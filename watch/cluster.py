@@ -37,8 +37,10 @@ broken by the smaller article id. Memory holds only the articles inside the wind
 evicted article's entries (they are skipped) until twice the window's worth of
 evictions, then is rebuilt from the held articles: bounded by the window, and
 eviction never visits cold posting lists. Held state is tuples of atomic values and
-bytearrays, which the cyclic GC does not traverse: collections stay cheap however
-large the window.
+bytes, which the cyclic GC does not traverse: collections stay cheap however large
+the window. A wire copy carried verbatim by several outlets (the same title and
+summary as a recently added article still held) takes that article's signature
+instead of being fingerprinted again: the same values, computed once.
 """
 
 from __future__ import annotations
