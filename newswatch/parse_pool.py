@@ -2,9 +2,9 @@
 
 Parse and identity are half of a cold poll's CPU, and under the GIL they run on the
 same core as storing and matching. `poll_sources` sends them to one process-wide pool
-of `WORKERS` spawned processes once a poll has had `POOL_FROM` bodies, so a second
-core parses while this process stores; smaller polls, and warm polls (all 304), parse
-in process as before and never start it.
+of `WORKERS` spawned processes once the polls running in it have had `POOL_FROM`
+bodies, so a second core parses while this process stores; smaller polls, and warm
+polls (all 304), parse in process as before and never start it.
 
 The stage is the plain function `parse_body`; the pool only moves it to another
 process. `submit` and `collect` wrap it so that nothing the pool does can change what
@@ -143,6 +143,7 @@ _pool: ProcessPoolExecutor | None = None
 _exit_hook = False
 _polls = 0  # polls running in this process (see `in_use`)
 _starts = 0  # pools started in this process
+_bodies = 0  # bodies the running polls have fetched (see `take_body`)
 
 
 def _executor() -> ProcessPoolExecutor:
@@ -195,7 +196,7 @@ def in_use() -> Iterator[None]:
     """Held by each running poll. When the last one ends, the pool's workers stop:
     an idle worker holds ~50 MB that the story clustering after a poll, or the next
     poll a quarter of an hour later, is better off without (a start costs ~0.4 s)."""
-    global _polls
+    global _polls, _bodies
     with _lock:
         _polls += 1
     try:
@@ -204,8 +205,23 @@ def in_use() -> Iterator[None]:
         with _lock:
             _polls -= 1
             last = _polls == 0
+            if last:
+                _bodies = 0
         if last:
             shutdown()
+
+
+def take_body() -> bool:
+    """Count a body fetched by a running poll; whether it should parse in the pool.
+
+    Counted across every poll running in the process, not per poll: a Prefect poll
+    runs its feeds as up to 50 batches at once, and a rule per batch would keep
+    24 bodies of each (most of a 1,000-feed poll) parsing in process.
+    """
+    global _bodies
+    with _lock:
+        _bodies += 1
+        return _bodies > POOL_FROM
 
 
 def submit(body: bytes, url: str, content_type: str | None) -> Parsing | None:

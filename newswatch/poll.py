@@ -354,20 +354,16 @@ async def _fetch(
 ) -> None:
     """Fetch every request into `fetched`, in the order they complete, then None.
 
-    A poll's first `POOL_FROM` bodies are left for the store thread to parse; later ones
-    go to the parse pool right away, so they parse while earlier feeds are stored."""
-    bodies = 0
+    The first `POOL_FROM` bodies of the polls running in this process are left for the
+    store thread to parse; later ones go to the parse pool right away, so they parse
+    while earlier feeds are stored."""
     try:
         async with contextlib.aclosing(fetch_feeds(requests, options)) as results:
             async for result in results:
                 await slots.acquire()
                 parsing = None
-                if result.status == "ok" and result.body is not None:
-                    bodies += 1
-                    if bodies > parse_pool.POOL_FROM:
-                        parsing = parse_pool.submit(
-                            result.body, result.final_url, result.content_type
-                        )
+                if result.status == "ok" and result.body is not None and parse_pool.take_body():
+                    parsing = parse_pool.submit(result.body, result.final_url, result.content_type)
                 fetched.put_nowait((result, parsing))
     finally:
         fetched.put_nowait(None)

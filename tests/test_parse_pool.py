@@ -12,6 +12,7 @@ import pickle
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from newswatch.poll import FeedReport, PollReport
 from newswatch.runs import close_databases, plan_poll, poll_batch, poll_once
 from sources.errors import FeedError, NotAFeed, RateLimited
 from storage.models import Article, FeedState, Sighting, Source
+from storage.records import DueSource
 from tests.fixtures.http import FeedServer, Hang, html_with_feed_link
 from tests.test_poll_pipeline import (
     cli,
@@ -283,6 +285,27 @@ def test_batches_polled_at_once_in_threads_share_one_worker(
 
     assert sum(r.ok for r in reports) == 30
     assert len(workers) == parse_pool.WORKERS
+
+
+def test_the_bodies_of_batches_polled_at_once_count_together_for_the_pool(
+    tmp_path: Path, feed_server: FeedServer, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feeds = {k: v for k, v in _feeds(feed_server, 30).items() if k.startswith("Feed")}
+    config = load(write_config(tmp_path, feeds), sqlite_url)
+    due = plan_poll(config, all_sources=False, now=NOW)
+    monkeypatch.setattr(parse_pool, "POOL_FROM", 12)  # more than any batch's 10 bodies
+    before = parse_pool.starts()
+    started = threading.Barrier(3)
+
+    def poll(batch: list[DueSource]) -> PollReport:
+        started.wait(timeout=30)  # all three polls running, as a Prefect flow's batches
+        return poll_batch(config, batch, now=NOW)
+
+    with ThreadPoolExecutor(3) as threads:
+        reports = list(threads.map(poll, [due[0::3], due[1::3], due[2::3]]))
+
+    assert sum(r.ok for r in reports) == 30
+    assert parse_pool.starts() == before + 1
 
 
 def test_the_cli_exits_cleanly_after_a_poll_that_used_the_pool(
