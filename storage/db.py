@@ -167,7 +167,14 @@ def _create_engine(url: URL) -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S, "application_name": "newswatch"},
+        connect_args={
+            "connect_timeout": PG_CONNECT_TIMEOUT_S,
+            "application_name": "newswatch",
+            # Our queries are short and indexed; PostgreSQL's JIT compiled some of
+            # them for ~200 ms each on a freshly loaded database (stale statistics
+            # make every plan look expensive), many times what they then ran for.
+            "options": "-c jit=off",
+        },
     )
 
 

@@ -339,15 +339,42 @@ class MatchLine:
 def matches_for_articles(session: Session, article_ids: Sequence[int]) -> list[MatchLine]:
     """The matches of the given articles, by topic, best first (for a poll's report)."""
     lines: list[MatchLine] = []
-    ids = sorted(set(article_ids))
+    # Most new articles match nothing: find the few that do with the matches index
+    # alone, then read titles and sources for those (a cold 1,000-feed poll: 4,725
+    # of 49,962 articles, ten queries of the join below instead of a hundred).
+    ids: list[int] = []
+    wanted = sorted(set(article_ids))
+    for start in range(0, len(wanted), CHUNK):
+        ids += session.scalars(
+            select(Match.article_id)
+            .where(Match.article_id.in_(wanted[start : start + CHUNK]))
+            .distinct()
+        )
+    ids.sort()
     for start in range(0, len(ids), CHUNK):
-        source = _first_source()
+        chunk = ids[start : start + CHUNK]
+        # Each article's first source by a grouped join, not a subquery per row: on a
+        # freshly loaded PostgreSQL database the planner ran that one source by source.
+        sources: dict[int, str] = {
+            article_id: name
+            for article_id, name in session.execute(
+                select(Sighting.article_id, func.min(Source.name))
+                .join(Source, Source.id == Sighting.source_id)
+                .where(Sighting.article_id.in_(chunk))
+                .group_by(Sighting.article_id)
+            )
+        }
         rows = session.execute(
-            select(Topic.name, Match.score, Article.title, Article.url, source, Match.terms)
+            select(
+                Match.article_id, Topic.name, Match.score, Article.title, Article.url, Match.terms
+            )
             .join(Match, Match.topic_id == Topic.id)
             .join(Article, Article.id == Match.article_id)
-            .where(Match.article_id.in_(ids[start : start + CHUNK]))
+            .where(Match.article_id.in_(chunk))
         )
-        lines.extend(MatchLine(r[0], r[1], r[2], r[3], r[4] or "", tuple(r[5] or ())) for r in rows)
+        lines.extend(
+            MatchLine(r[1], r[2], r[3], r[4], sources.get(r[0]) or "", tuple(r[5] or ()))
+            for r in rows
+        )
     lines.sort(key=lambda m: (m.topic, -m.score, m.title))
     return lines
