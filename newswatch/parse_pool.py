@@ -115,7 +115,8 @@ class Failure:
     attributes: dict[str, object]
 
     def error(self) -> FeedError:
-        # Not `error_class(*args)`: RateLimited's __init__ wants a second argument.
+        # Not `error_class(*args)`: an error's __init__ may want more than the message,
+        # and attributes it sets (NotAFeed.alternate_url) are not in args.
         err = self.error_class.__new__(self.error_class, *self.args)
         err.args = self.args
         err.__dict__.update(self.attributes)

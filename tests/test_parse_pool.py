@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +117,15 @@ def _stored(database_url: str) -> tuple[object, ...]:
     return tuple(articles), tuple(sightings), tuple(states)
 
 
+def _recording_workers(workers: set[int]) -> Callable[[FeedReport], None]:
+    """A feed listener that adds the pids of this process's worker processes to `workers`."""
+
+    def note_workers(feed: FeedReport) -> None:
+        workers.update(p.pid or 0 for p in multiprocessing.active_children())
+
+    return note_workers
+
+
 def _reported(report: PollReport) -> list[tuple[str, str, int, int, str | None]]:
     return sorted((f.name, f.status, f.new_articles, f.duplicates, f.error) for f in report.feeds)
 
@@ -176,9 +185,7 @@ def test_the_workers_stop_when_the_last_poll_ends(
     feeds = {k: v for k, v in _feeds(feed_server, 30).items() if k.startswith("Feed")}
     before = parse_pool.starts()
     workers: set[int] = set()
-
-    def note_workers(feed: FeedReport) -> None:
-        workers.update(p.pid or 0 for p in multiprocessing.active_children())
+    note_workers = _recording_workers(workers)
 
     poll_once(load(write_config(tmp_path, feeds), sqlite_url), on_feed=note_workers)
 
@@ -271,9 +278,7 @@ def test_batches_polled_at_once_in_threads_share_one_worker(
     config = load(write_config(tmp_path, feeds), sqlite_url)
     due = plan_poll(config, all_sources=False, now=NOW)
     workers: set[int] = set()
-
-    def note_workers(feed: FeedReport) -> None:
-        workers.update(p.pid or 0 for p in multiprocessing.active_children())
+    note_workers = _recording_workers(workers)
 
     with ThreadPoolExecutor(3) as threads:  # as the Prefect flow runs its batches
         reports = list(

@@ -23,19 +23,11 @@ from storage.export import iter_articles
 from storage.ingest import store_articles
 from storage.models import Article, Story
 from tests.fixtures.db import add_source, article_record, process_context
+from tests.test_cluster import LEDE, UNRELATED
 from watch.cluster import StoryCandidate, StoryClusterer
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 
-LEDE = (
-    "An Israeli strike on a car near the town of Nabatieh in south Lebanon killed three "
-    "people on Monday, the Lebanese health ministry said, despite a ceasefire between "
-    "Israel and Hezbollah."
-)
-UNRELATED = (
-    "Bukayo Saka's 88th-minute strike gave Arsenal a 2-1 win over Chelsea at the Emirates "
-    "Stadium on Sunday, moving Mikel Arteta's side three points clear at the top."
-)
 WIRE = [  # (outlet, title, hours before NOW): one wire story, three outlets
     ("AFP", "Israeli strike kills three in south Lebanon", 5.0),
     ("France 24", "Israeli strike kills three in south Lebanon: ministry", 4.0),
