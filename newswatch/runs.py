@@ -99,21 +99,17 @@ def poll_once(
     now = now or datetime.now(UTC)
     due = plan_poll(config, all_sources=all_sources, now=now)
     report = poll_batch(config, due, now=now, on_feed=on_feed)
-    assign_poll_stories(config, report, now=now)
+    report.stories_assigned, report.story_error = cluster_new_articles(config, now=now)
     return report
 
 
-def assign_poll_stories(config: Config, report: PollReport, *, now: datetime) -> None:
-    """Cluster what the poll stored into stories: once per poll, after every batch.
-
-    One step under one lock (see newswatch/stories.py); when it fails, the articles
-    stay unassigned and the next poll picks them up.
-    """
-    report.stories_assigned, report.story_error = cluster_new_articles(config, now=now)
-
-
 def cluster_new_articles(config: Config, *, now: datetime) -> tuple[int, str | None]:
-    """Assign every unassigned article to a story; (articles assigned, error or None)."""
+    """Assign every unassigned article to a story; (articles assigned, error or None).
+
+    Once per poll, after every batch has stored its feeds: one step under one lock
+    (see newswatch/stories.py). When it fails, the articles stay unassigned and the
+    next poll picks them up.
+    """
     from newswatch.stories import assign_stories
     from storage.db import DatabaseError
 
