@@ -13,11 +13,12 @@ Parsing and storing never run on the event loop: a 20 MB entry takes seconds to
 parse, and on the loop it would stall every fetch in flight into a false read timeout.
 Storing runs on one worker thread, which keeps feeds stored in the order they were
 fetched and the database to one writer per poll. Parsing runs there too for the first
-`parse_pool.POOL_FROM` bodies of the polls running in the process; later bodies are parsed (and identified) in
-`parse_pool`'s worker process as soon as they arrive, so the next feeds parse while
-this one is stored. At most `parse_pool.IN_FLIGHT` fetched feeds wait for their store.
-A feed whose parse or store fails in an unexpected way gets that error stored and the
-poll goes on; only an unusable database (`DatabaseError`) stops it.
+`parse_pool.POOL_FROM` bodies of the polls running in the process; later bodies are
+parsed (and identified) in `parse_pool`'s worker process as soon as they arrive, so
+the next feeds parse while this one is stored. At most `parse_pool.IN_FLIGHT` fetched
+feeds wait for their store. A feed whose parse or store fails in an unexpected way gets
+that error stored and the poll goes on; only an unusable database (`DatabaseError`)
+stops it.
 """
 
 from __future__ import annotations
