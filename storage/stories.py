@@ -119,6 +119,16 @@ def window_articles(session: Session, since: datetime) -> Iterator[StoryArticle]
     return _rows(session, stmt)
 
 
+def window_story_ids(session: Session, since: datetime) -> list[int]:
+    """The stories of the articles `window_articles(session, since)` yields."""
+    stmt = (
+        select(Article.story_id)
+        .where(Article.story_id.is_not(None), Article.published_at >= since)
+        .distinct()
+    )
+    return [story_id for story_id in session.scalars(stmt) if story_id is not None]
+
+
 def unclustered_articles(session: Session, *, after_id: int = 0, limit: int) -> list[StoryArticle]:
     """Up to `limit` articles without a story, with ids above `after_id`, oldest id first."""
     stmt = (
