@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
+from sources import identity
 from sources.identity import ArticleIdentity, article_identity, canonical_url
 from sources.model import Entry
+from tests.url_cases import corpus_urls, random_urls
 
 FEED_A = "https://feeds.example-a.com/world.xml"
 FEED_B = "https://example-b.org/rss"
@@ -222,3 +225,91 @@ def test_canonical_form_is_stable_when_applied_twice(url: str) -> None:
     once = canonical_url(url)
     assert once is not None
     assert canonical_url(once) == once
+
+
+# --- the plain-URL shortcut gives exactly w3lib's canonical form ---------------------
+
+TRICKY_URLS = [
+    STORY,
+    f"{STORY}?utm_source=rss&utm_medium=feed&utm_campaign=world",
+    f"{STORY}?b=2&a=1&b=1&fbclid=IwAR0#comments",
+    f"{STORY}?UTM_Source=x&id=",
+    f"{STORY}?id=&&x&=v&utm_=1",
+    f"{STORY}?a=b=c",
+    f"{STORY}?",
+    f"{STORY}#",
+    f"{STORY}?#",
+    "https://example.com",
+    "https://example.com?a=1",
+    "https://Example.COM/A/B",
+    "HTTPS://example.com/a",
+    "https://example.com./a",
+    "https://example.com:443/a",
+    "https://example.com:8080/a",
+    "https://user@example.com/a",
+    "https://bücher.example/a",
+    "https://xn--bcher-kva.example/a",
+    "https://" + "a" * 70 + ".example/a",
+    "https://example.com/caf%c3%a9?q=%e9",
+    "https://example.com/café?q=é",
+    "https://example.com/a/./b/../c",
+    "https://example.com/.well-known/x",
+    "https://example.com//a//b",
+    "https://example.com/a;p?q",
+    "https://example.com/a+b?q=a+b",
+    "https://example.com/a b?q=a b",
+    "https://example.com/a|b",
+    "https://example.com/a'b?q=a'b",
+    "https://example.com/(a)*!$,=:@~",
+    "https://127.0.0.1/a",
+    "https://[::1]/a",
+    "https://123/a",
+    "https://exa_mple.com/a",
+]
+
+
+def _disagreements(urls: list[str]) -> list[tuple[str, str | None, str | None]]:
+    out = []
+    for url in urls:
+        url = url.strip()
+        plain = identity._plain_canonical_url(url)
+        if plain is not None and plain != (general := identity._w3lib_canonical_url(url)):
+            out.append((url, plain, general))
+    return out
+
+
+def test_the_plain_url_shortcut_agrees_with_w3lib_on_tricky_urls() -> None:
+    assert _disagreements(TRICKY_URLS) == []
+    assert [canonical_url(u) for u in TRICKY_URLS] == [
+        identity._w3lib_canonical_url(u) for u in TRICKY_URLS
+    ]
+
+
+def test_the_plain_url_shortcut_agrees_with_w3lib_on_generated_urls() -> None:
+    urls = random_urls(seed=2, count=20_000)
+    assert _disagreements(urls) == []
+    taken = [u for u in urls if identity._plain_canonical_url(u.strip()) is not None]
+    # both sides are reached, and the shortcut also sorts and drops tracking parameters
+    assert 2_000 < len(taken) < 18_000
+    assert sum(1 for u in taken if "utm_" in u.split("#")[0]) > 100
+    assert sum(1 for u in taken if u.count("=") > 1) > 500
+
+
+def test_the_plain_url_shortcut_agrees_with_w3lib_on_every_corpus_url(corpus_dir: Path) -> None:
+    urls = corpus_urls(corpus_dir)
+    assert _disagreements(urls) == []
+    assert sum(1 for u in urls if identity._plain_canonical_url(u) is not None) > 1000
+
+
+def test_the_plain_url_shortcut_declines_what_w3lib_must_rewrite() -> None:
+    for url in (
+        "HTTPS://example.com/a",
+        "https://example.com:443/a",
+        "https://bücher.example/a",
+        "https://example.com/caf%c3%a9",
+        "https://example.com/a/../b",
+        "https://example.com/a;p",
+        "https://example.com/a?q=a+b",
+        "https://example.com/a?a=b=c",
+    ):
+        assert identity._plain_canonical_url(url) is None, url
