@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import re
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
+from sources import clean
 from sources.clean import (
     MAX_HTML_CHARS,
     MAX_TEXT_CHARS,
@@ -220,3 +224,57 @@ def test_clean_text_keeps_words_of_adjacent_blocks_apart() -> None:
     assert clean_text("<p>airspace.</p><p>Share</p>line<br/>two<li>x</li>") == (
         "airspace. Share line two x"
     )
+
+
+# --- shortcuts that must give exactly what the general code gives ---------------------
+
+
+def test_every_character_strip_controls_removes_is_unprintable() -> None:
+    # strip_controls returns printable text untouched without running its regex
+    for code in range(0x110000):
+        char = chr(code)
+        if clean._CONTROL.match(char):
+            assert not char.isprintable(), hex(code)
+
+
+def test_str_split_whitespace_is_the_regex_whitespace() -> None:
+    # clean_text and clean_line collapse whitespace with str.split instead of re's \s+
+    for code in range(0x110000):
+        char = chr(code)
+        assert char.isspace() == bool(re.fullmatch(r"\s", char)), hex(code)
+        assert (char.strip() == "") == char.isspace(), hex(code)
+
+
+@pytest.mark.parametrize(
+    "text", ["", " a  b ", "\ta\r\n\u3000b\u00a0c\u2028", "a\x00b\x85 c", "\ud800x", "x\ufeff y"]
+)
+def test_clean_line_collapses_whitespace_as_the_regex_does(text: str) -> None:
+    expected = re.sub(r"\s+", " ", clean._CONTROL.sub("", text)).strip()
+    assert clean_line(text) == expected
+
+
+_HTML_PIECES = (
+    "href", "HREF", "Href", "src", "SRC", "\u017frc", "data", "DATA", "data-src", "xsrc",
+    "metadata", "dataset", "=", " = ", "\t", "\n", "\u3000", '"', "'", "/a", "//b", "http:",
+    "https://x.example/", "javascript:", "mailto:x", "a1+.-:", "1:", "<a ", "<img ", ">",
+    "x", "\u00e9", "\u212a", " ", "#f", "?q", "..",
+)  # fmt: skip
+
+
+def test_the_relative_url_check_agrees_with_its_regex_on_generated_html() -> None:
+    rng = random.Random(3)
+    texts = ["".join(rng.choices(_HTML_PIECES, k=rng.randint(0, 14))) for _ in range(100_000)]
+    verdicts = [clean._has_relative_url(t) for t in texts]
+    assert verdicts == [clean._RELATIVE_URL.search(t) is not None for t in texts]
+    assert 3_000 < sum(verdicts) < 97_000  # both answers are well exercised
+
+
+def test_the_relative_url_check_agrees_with_its_regex_on_the_corpus(corpus_dir: Path) -> None:
+    chunks = []
+    for path in sorted(corpus_dir.rglob("*")):
+        if path.is_file():
+            text = path.read_bytes().decode("utf-8", "replace")
+            chunks += [text[i : i + 300] for i in range(0, min(len(text), 30_000), 300)]
+    verdicts = [clean._has_relative_url(c) for c in chunks]
+    assert verdicts == [clean._RELATIVE_URL.search(c) is not None for c in chunks]
+    assert sum(verdicts) > 1000
