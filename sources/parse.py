@@ -526,22 +526,30 @@ _PLAIN_ABSOLUTE_URL = re.compile(
     r"(?:\?[^\x00-\x20\x7f-\U0010ffff#\\]+)?"
     r"(?:#[^\x00-\x20\x7f-\U0010ffff]+)?"
 )
+# A URI with a scheme and no authority ("tag:", "urn:", "mailto:"): urljoin returns it
+# as it is when its scheme is not the base's.
+_SCHEME_ONLY_URI = re.compile(r"([a-z][a-z0-9+.-]*):(?!//)[^\x00-\x20\x7f-\U0010ffff]*")
 
 
 @functools.lru_cache(maxsize=256)
-def _splittable(base: str) -> bool:
-    """Whether urllib can split `base` (else feedparser's urljoin gives '')."""
+def _base_scheme(base: str) -> str | None:
+    """The scheme urljoin reads from `base`, or None if urllib cannot split it (feedparser's
+    urljoin then gives '')."""
     try:
-        urlsplit(base)
+        return urlsplit(base).scheme
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def _urljoin(base: str, uri: str) -> str:
-    # feedparser's urljoin costs ~40 us a call; most links are absolute and come back
-    # from it as they went in (tests/test_parse_urljoin.py compares the two)
-    if _PLAIN_ABSOLUTE_URL.fullmatch(uri) and (not base or _splittable(base)):
+    # feedparser's urljoin costs ~40 us a call; most links and ids come back from it as
+    # they went in (tests/test_parse_urljoin.py compares the two)
+    if _PLAIN_ABSOLUTE_URL.fullmatch(uri):
+        if not base or _base_scheme(base) is not None:
+            return uri
+    elif (other := _SCHEME_ONLY_URI.fullmatch(uri)) and (
+        not base or _base_scheme(base) not in (None, other.group(1))
+    ):
         return uri
     joined: str = feedparser.mixin._urljoin(base, uri)
     return joined

@@ -32,8 +32,9 @@ def test_urljoin_matches_feedparser_on_generated_urls() -> None:
     urls = random_urls(seed=1, count=4000)
     assert _mismatches(BASES, urls) == []
     # the generator reaches both sides: the shortcut and the general path
-    taken = sum(1 for u in urls if parse._PLAIN_ABSOLUTE_URL.fullmatch(u))
-    assert 500 < taken < 3500
+    plain = sum(1 for u in urls if parse._PLAIN_ABSOLUTE_URL.fullmatch(u))
+    assert 500 < plain < 3500
+    assert sum(1 for u in urls if parse._SCHEME_ONLY_URI.fullmatch(u)) > 50
 
 
 def test_urljoin_matches_feedparser_on_every_corpus_link(corpus_dir: Path) -> None:
@@ -45,3 +46,10 @@ def test_urljoin_matches_feedparser_on_every_corpus_link(corpus_dir: Path) -> No
 def test_urljoin_keeps_an_unsplittable_base_failing_as_feedparser_does() -> None:
     # urllib cannot split the base: feedparser's urljoin gives '' even for an absolute URL
     assert parse._urljoin("https://[bad/feed", "https://example.com/a") == ""
+    assert parse._urljoin("https://[bad/feed", "tag:example.com,2026:1") == ""
+
+
+def test_urljoin_resolves_a_scheme_only_uri_of_the_base_scheme_as_feedparser_does() -> None:
+    # "http:a" against an http base is a relative reference; against https it is not
+    assert parse._urljoin("http://example.com/x/y", "http:a") == "http://example.com/x/a"
+    assert parse._urljoin("https://example.com/x/y", "http:a") == "http:a"
