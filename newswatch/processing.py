@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from newswatch.config import Config
 from sources.clean import clean_text
 from storage.db import Database
+from storage.records import NewArticle
 from storage.topics import (
     ArticleText,
     MatchRecord,
@@ -42,7 +44,20 @@ from watch.matcher import Document, Matcher, TopicMatch, TopicSpec, topic_finger
 __all__ = ["ArticleProcessor", "BackfillReport", "document"]
 
 
-def document(article: ArticleText) -> Document:
+class _Text(Protocol):
+    """What `document` reads: an `ArticleText` read back, or a `NewArticle` just stored."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def content(self) -> str | None: ...
+
+
+def document(article: _Text) -> Document:
     """The matcher's view of an article: title, and the plain text of summary + content."""
     body = clean_text(article.summary)
     if article.content:
@@ -145,14 +160,21 @@ class ArticleProcessor:
             for m in matches
         ]
 
-    def matches(self, articles: Iterable[ArticleText]) -> list[MatchRecord]:
+    def matches(self, articles: Iterable[_Text]) -> list[MatchRecord]:
         """Every match of `articles` against the configured topics (nothing is stored)."""
         if self.matcher is None:
             return []
         return self._records(self.matcher.match_many(document(a) for a in articles))
 
     def process(self, session: Session, article_ids: Sequence[int], now: datetime) -> int:
-        """Match the articles just stored in this transaction; returns the new matches."""
+        """Match stored articles by id; returns the new matches."""
         if self.matcher is None or not article_ids:
             return 0
         return store_matches(session, self.matches(articles_by_id(session, article_ids)), now)
+
+    def process_new(self, session: Session, articles: Sequence[NewArticle], now: datetime) -> int:
+        """Match the articles `store_articles` just inserted in this transaction, from the
+        text it stored (no read back); returns the new matches."""
+        if self.matcher is None or not articles:
+            return 0
+        return store_matches(session, self.matches(articles), now)

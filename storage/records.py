@@ -78,11 +78,23 @@ class ArticleRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class NewArticle:
+    """An article a `store_articles` call inserted: its id and the text topic matching
+    reads, exactly as stored (so matching needs no read back)."""
+
+    id: int
+    title: str
+    summary: str
+    content: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StoreResult:
     """What one `store_articles` call did.
 
     `new_article_ids` are the articles this call inserted (not ones a concurrent
-    poll inserted first), so topic matching runs once per article.
+    poll inserted first), so topic matching runs once per article; `new_articles`
+    are the same articles with their text, in the same (id) order.
     `duplicates` counts records that were not new articles, repeats inside the batch
     included.
     """
@@ -90,6 +102,7 @@ class StoreResult:
     new_article_ids: list[int]
     new_sightings: int
     duplicates: int
+    new_articles: list[NewArticle] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from newswatch.runs import close_databases, export_articles
 from storage.db import Database, open_database
 from storage.ingest import store_articles
 from storage.models import Digest, DigestItem, Match, Topic
+from storage.topics import articles_by_id
 from tests.fixtures.db import _PRELOAD as PRELOAD
 from tests.fixtures.db import add_source, article_record, process_context
 
@@ -109,6 +110,25 @@ def test_a_new_article_is_matched_as_it_is_stored(database: Database, configure:
     assert match.snippet == RELEVANT[0]
     assert [RELEVANT[0][s:e] for s, e in match.highlights] == ["Israel", "Turkey", "deconfliction"]
     assert match.matched_at == NOW
+
+
+def test_matching_just_stored_articles_from_memory_equals_matching_them_read_back(
+    database: Database, configure: Any
+) -> None:
+    config = configure({"D": DECONFLICTION, "Turkey": "Turkey", "Football": "football"})
+    processor, _ = ArticleProcessor.prepare(database, config, NOW)
+    source = add_source(database, "Wire")
+    records = [
+        article_record(1, title=RELEVANT[0], summary=f"<p>{RELEVANT[1]}</p>"),
+        article_record(2, title=OTHER[0], summary="<p>Turkey&#x27;s <b>league</b></p>"),
+        article_record(3, title="Football", summary="", content="<p>Turkey at home.</p>"),
+    ]
+    with database.session() as s:
+        stored = store_articles(s, source, records, NOW)
+        from_memory = processor.matches(stored.new_articles)
+        read_back = processor.matches(articles_by_id(s, stored.new_article_ids))
+        assert processor.process_new(s, stored.new_articles, NOW) == len(read_back) == 6
+    assert from_memory == read_back
 
 
 def test_an_article_matching_no_topic_stores_no_match(database: Database, configure: Any) -> None:

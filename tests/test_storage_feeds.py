@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from storage.db import Database
 from storage.feeds import (
@@ -16,7 +16,7 @@ from storage.feeds import (
     sync_sources,
 )
 from storage.ingest import store_articles
-from storage.models import Source
+from storage.models import FeedState, Source
 from storage.records import FeedOutcome, SourceSpec
 from tests.fixtures.db import article_record
 
@@ -270,3 +270,16 @@ def test_health_of_a_never_polled_feed_is_empty(database: Database) -> None:
     _sync(database, A)
     health = _health(database, "Alpha")
     assert (health.last_status, health.last_checked_at, health.articles) == (None, None, 0)
+
+
+def test_an_outcome_for_a_source_without_a_feed_state_creates_it(database: Database) -> None:
+    _sync(database, A)
+    alpha = _id(database, "Alpha")
+    with database.session() as s:
+        s.execute(delete(FeedState).where(FeedState.source_id == alpha))
+    _record(database, _outcome(alpha, etag='"v1"', new_items=3))
+    health = _health(database, "Alpha")
+    assert (health.last_status, health.last_checked_at) == ("ok", NOW)
+    with database.session(readonly=True) as s:
+        state = s.get_one(FeedState, alpha)
+    assert (state.etag, state.items_seen, state.consecutive_failures) == ('"v1"', 3, 0)

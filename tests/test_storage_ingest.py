@@ -157,3 +157,25 @@ def test_empty_batch_stores_nothing(database: Database) -> None:
     with database.session() as s:
         result = store_articles(s, source, [], NOW)
     assert (result.new_article_ids, result.new_sightings, result.duplicates) == ([], 0, 0)
+
+
+def test_new_articles_carry_the_text_topic_matching_reads_exactly_as_stored(
+    database: Database,
+) -> None:
+    source = add_source(database)
+    records = [
+        article_record(1, title="Ankara\x00 talks", summary="<p>a\x00b</p>", content="<p>c</p>"),
+        article_record(2),
+    ]
+    with database.session() as s:
+        store_articles(s, source, records[1:], NOW)
+    with database.session() as s:
+        result = store_articles(s, source, records, NOW)
+    with database.session(readonly=True) as s:
+        stored = s.execute(select(Article.id, Article.title, Article.summary, Article.content))
+        by_id = {row[0]: tuple(row[1:]) for row in stored}
+    assert [a.id for a in result.new_articles] == result.new_article_ids  # only the new one
+    assert [(a.title, a.summary, a.content) for a in result.new_articles] == [
+        by_id[result.new_article_ids[0]]
+    ]
+    assert by_id[result.new_article_ids[0]] == ("Ankara talks", "<p>ab</p>", "<p>c</p>")
