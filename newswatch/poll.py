@@ -5,9 +5,15 @@ fetch → classify → parse → identify → store (articles, sightings, feed s
 transaction) → match topics → cluster stories. The CLI, the Prefect flow and the tests
 all call `poll_sources`.
 
-A feed's articles and its new HTTP validators (ETag, Last-Modified) are committed in
-the same transaction: a poll killed at any point either stored both or neither, so the
-next poll fetches the feed again and its ON CONFLICT inserts duplicate nothing.
+A feed's articles, their topic matches and its new HTTP validators (ETag,
+Last-Modified) are written in one SAVEPOINT of the transaction they are committed in:
+a poll killed at any point either stored all of them or none, so the next poll fetches
+the feed again and its ON CONFLICT inserts duplicate nothing. Several feeds share one
+transaction (a commit costs as much CPU as storing a feed): it commits after
+`GROUP_FEEDS` feeds, once it is `GROUP_SECONDS` old, and whenever no fetched feed is
+ready to store before then, so it never holds SQLite's write lock while waiting. A feed
+that fails rolls back to its savepoint; the others of its group stay. A stored feed is
+reported (`on_feed`, `PollReport.new_article_ids`) only once its group has committed.
 
 Parsing and storing never run on the event loop: a 20 MB entry takes seconds to
 parse, and on the loop it would stall every fetch in flight into a false read timeout.
@@ -26,11 +32,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
 
 from newswatch import parse_pool
 from newswatch.config import Config
@@ -39,7 +48,7 @@ from newswatch.processing import ArticleProcessor
 from sources.backoff import next_poll_at
 from sources.errors import FeedError, RateLimited
 from sources.fetch import FetchOptions, FetchRequest, FetchResult, fetch_feeds
-from storage.db import Database, DatabaseError
+from storage.db import Database, DatabaseError, LockConflict
 from storage.feeds import record_outcomes
 from storage.ingest import store_articles
 from storage.records import DueSource, FeedOutcome
@@ -49,6 +58,14 @@ __all__ = ["FeedReport", "PollReport", "entry_record", "feed_listener", "poll_so
 # Feed-state updates of feeds without new content are written in groups: losing one
 # group to a crash only means those feeds are fetched again.
 _OUTCOME_FLUSH = 200
+# Stored feeds committed together, at most, and how long their transaction may stay
+# open. A commit costs ~1.7 ms of CPU on SQLite in WAL mode (and an fsync on
+# PostgreSQL), about a quarter of storing a feed; 50 feeds make that nothing, and
+# 0.25 s bounds what a crash loses and how long another writer waits for the lock.
+GROUP_FEEDS = 50
+GROUP_SECONDS = 0.25
+# Times a feed is stored again after PostgreSQL broke a deadlock by failing it.
+_LOCK_RETRIES = 3
 
 # Who wants to hear about each finished feed (the CLI's progress bar). A context
 # variable, because a Prefect flow's tasks cannot take a callable as a parameter but do
@@ -155,6 +172,7 @@ class _Poll:
         self.rng = random.Random()
         self.report = PollReport(started_at=now)
         self.pending: list[FeedOutcome] = []
+        self.group: _Group | None = None
 
     def interval(self, source: DueSource) -> timedelta:
         seconds = source.poll_interval_s or self.config.poll.interval_minutes * 60
@@ -193,10 +211,50 @@ class _Poll:
             self.on_feed(feed)
 
     def flush(self) -> None:
+        """Write the pending feed states and commit the open group with them."""
         if self.pending:
-            with self.db.session() as session:
-                record_outcomes(session, self.pending)
+            with self.db.errors():
+                record_outcomes(self.session(), self.pending)
             self.pending = []
+        self.commit()
+
+    def session(self) -> Session:
+        """The open group's session; a new group if none is open."""
+        return self.open_group().session
+
+    def open_group(self) -> _Group:
+        if self.group is None:
+            self.group = _Group(self.db.begin(), time.monotonic())
+        return self.group
+
+    def commit_in(self) -> float | None:
+        """Seconds until the open group is due to commit; None if no group is open."""
+        if self.group is None:
+            return None
+        return max(0.0, self.group.started + GROUP_SECONDS - time.monotonic())
+
+    def commit(self) -> None:
+        """Commit the open group, then report its feeds (they are stored now)."""
+        group, self.group = self.group, None
+        if group is None:
+            return
+        try:
+            with self.db.errors():
+                group.session.commit()
+        finally:
+            group.session.close()
+        for feed, new_article_ids, matches in group.stored:
+            self.report.new_article_ids.extend(new_article_ids)
+            self.report.new_matches += matches
+            self.finish(feed)
+
+    def abandon(self) -> None:
+        """Roll the open group back: the database failed, its feeds are not stored."""
+        group, self.group = self.group, None
+        if group is not None:
+            with contextlib.suppress(Exception):  # the error that brought us here counts
+                group.session.rollback()
+            group.session.close()
 
     def handle(
         self, source: DueSource, result: FetchResult, parsed: ParsedBody | FeedError | None
@@ -214,6 +272,10 @@ class _Poll:
             self.store(source, result, base, parsed)
         if len(self.pending) >= _OUTCOME_FLUSH:
             self.flush()
+        elif self.group is not None and (
+            self.group.feeds >= GROUP_FEEDS or self.commit_in() == 0.0
+        ):
+            self.commit()
 
     def failed(
         self, source: DueSource, result: FetchResult, base: FeedReport, err: FeedError
@@ -234,29 +296,51 @@ class _Poll:
         if isinstance(parsed, FeedError):
             self.failed(source, result, base, parsed)
             return
-        try:
-            with self.db.session() as session:
-                stored = store_articles(session, source.id, parsed.records, self.now)
-                matches = self.processor.process(session, stored.new_article_ids, self.now)
-                record_outcomes(
-                    session,
-                    [self.outcome(source, result, "ok", None, len(stored.new_article_ids))],
-                )
-        except DatabaseError:
-            raise
-        except Exception as exc:  # rolled back; e.g. a value this backend refuses
-            self.failed(source, result, base, unexpected("storing", result.final_url, exc))
-            return
-        self.report.new_article_ids.extend(stored.new_article_ids)
-        self.report.new_matches += matches
-        self.finish(
-            _replace(
-                base,
-                new_articles=len(stored.new_article_ids),
-                duplicates=stored.duplicates,
-                error=parsed.warning and f"recovered from: {parsed.warning}",
-            )
+        for attempt in range(_LOCK_RETRIES + 1):
+            group = self.open_group()
+            group.feeds += 1
+            session = group.session
+            try:
+                with self.db.errors(), session.begin_nested():
+                    stored = store_articles(session, source.id, parsed.records, self.now)
+                    matches = self.processor.process_new(session, stored.new_articles, self.now)
+                    record_outcomes(
+                        session,
+                        [self.outcome(source, result, "ok", None, len(stored.new_article_ids))],
+                    )
+            except LockConflict:
+                if attempt == _LOCK_RETRIES:
+                    self.abandon()
+                    raise
+                # Another poll's group waits for rows this group wrote while this feed
+                # waited for one of its rows. Commit the rest of the group so that it
+                # goes on, then store this feed again (its savepoint was rolled back).
+                self.commit()
+                continue
+            except DatabaseError:
+                self.abandon()
+                raise
+            except Exception as exc:  # rolled back to the savepoint; e.g. a value refused
+                self.failed(source, result, base, unexpected("storing", result.final_url, exc))
+                return
+            break
+        feed = _replace(
+            base,
+            new_articles=len(stored.new_article_ids),
+            duplicates=stored.duplicates,
+            error=parsed.warning and f"recovered from: {parsed.warning}",
         )
+        group.stored.append((feed, stored.new_article_ids, matches))
+
+
+@dataclass(slots=True)
+class _Group:
+    """The open transaction of the feeds stored since the last commit."""
+
+    session: Session
+    started: float  # time.monotonic()
+    feeds: int = 0  # stored or failed in it
+    stored: list[tuple[FeedReport, list[int], int]] = field(default_factory=list)
 
 
 def _replace(report: FeedReport, **changes: object) -> FeedReport:
@@ -305,11 +389,21 @@ async def _poll_sources(
     fetched: asyncio.Queue[_Fetched | None] = asyncio.Queue()
     slots = asyncio.Semaphore(parse_pool.IN_FLIGHT)
     fetcher = asyncio.create_task(_fetch(requests, fetch_options(config), fetched, slots))
+    getting: asyncio.Task[_Ready | None] | None = None
     try:
         async with asyncio.timeout(config.poll.deadline):
-            while (item := await fetched.get()) is not None:
-                result, parsing = item
-                parsed = None if parsing is None else await _parsed(parsing)
+            while True:
+                getting = asyncio.create_task(_next(fetched))
+                wait = state.commit_in()
+                if wait is not None:
+                    # The open group commits rather than wait past its time.
+                    ready, _ = await asyncio.wait({getting}, timeout=wait)
+                    if not ready:
+                        await loop.run_in_executor(worker, state.commit)
+                item = await getting
+                if item is None:
+                    break
+                result, parsed = item
                 source = by_id[result.request.key]
                 done.add(source.id)
                 await loop.run_in_executor(worker, state.handle, source, result, parsed)
@@ -318,6 +412,9 @@ async def _poll_sources(
     except TimeoutError:
         pass
     finally:
+        if getting is not None:
+            getting.cancel()  # its feed, taken from the queue, is skipped
+            await asyncio.wait([getting])
         fetcher.cancel()
         await asyncio.wait([fetcher])
         # Fetched but not yet stored: skipped, like the feeds still being fetched.
@@ -370,9 +467,27 @@ async def _fetch(
         fetched.put_nowait(None)
 
 
+# A fetched feed ready to store, with its body's parse if the pool did it.
+_Ready = tuple[FetchResult, ParsedBody | FeedError | None]
+
+
+async def _next(fetched: asyncio.Queue[_Fetched | None]) -> _Ready | None:
+    """The next fetched feed once its parse (if it went to the pool) is done; None
+    after the last."""
+    item = await fetched.get()
+    if item is None:
+        return None
+    result, parsing = item
+    return result, None if parsing is None else await _parsed(parsing)
+
+
 async def _parsed(
     parsing: parse_pool.Parsing,
 ) -> ParsedBody | FeedError | None:
-    with contextlib.suppress(Exception):  # `collect` tells what became of it
-        await asyncio.wrap_future(parsing)
+    try:
+        with contextlib.suppress(Exception):  # `collect` tells what became of it
+            await asyncio.wrap_future(parsing)
+    except asyncio.CancelledError:
+        parsing.cancel()  # skipped: no need to finish it
+        raise
     return parse_pool.collect(parsing)

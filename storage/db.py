@@ -39,6 +39,20 @@ class DatabaseError(Exception):
     """The database cannot be reached, opened, written or migrated (one-line message)."""
 
 
+class LockConflict(DatabaseError):
+    """PostgreSQL failed a statement to break a deadlock (or a serialization conflict).
+
+    Only that statement failed: rolled back to its savepoint, the transaction goes on,
+    and after a commit releases what the other writer waits for, the work can be
+    done again. Writers that each lock in one sorted order in one transaction never
+    meet this; a poll commits several feeds at once, and two feeds are two orders.
+    """
+
+
+# SQLSTATEs of deadlock_detected and serialization_failure.
+_LOCK_CONFLICTS = frozenset({"40P01", "40001"})
+
+
 def _display_url(url: URL) -> str:
     """The URL as a user would recognise it: no password, no driver suffix."""
     shown = url.set(drivername=url.get_backend_name())
@@ -113,12 +127,32 @@ class Database:
         `readonly=True` skips that lock (for status and export).
         """
         maker = self._read_sessions if readonly else self._sessions
+        with self.errors(), maker() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Raise the ways the database itself fails as `DatabaseError`."""
         try:
-            with maker() as session, session.begin():
-                yield session
+            yield
         except (OperationalError, InterfaceError) as exc:
             # The database went away or refused a write: not a bug in the caller.
+            if getattr(exc.orig, "sqlstate", None) in _LOCK_CONFLICTS:
+                raise LockConflict(describe_error(self.url, exc)) from exc
             raise DatabaseError(describe_error(self.url, exc)) from exc
+
+    def begin(self) -> Session:
+        """A write session whose transaction has begun and that the caller ends.
+
+        For a transaction that outlives one block (a poll commits a group of feeds
+        stored by separate calls, each in its own SAVEPOINT): end it with `commit()`
+        or `rollback()` and then `close()`, inside `errors()`. SAVEPOINTs work on
+        SQLite too: the connection hooks below take transaction control away from
+        the sqlite3 module, SQLAlchemy's documented recipe for them.
+        """
+        session = self._sessions()
+        session.begin()
+        return session
 
     def dispose(self) -> None:
         """Close every pooled connection."""

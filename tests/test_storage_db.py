@@ -10,10 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from storage.db import Database, DatabaseError, open_database
+from storage.feeds import add_sources
 from storage.migrations import current_revision, head_revision, schema_diff
+from storage.models import Source
+from storage.records import SourceSpec
 from tests.fixtures.db import open_database_in_child, process_context
 
 
@@ -189,3 +192,24 @@ def test_sqlite_reader_does_not_block_a_writer(sqlite_url: str) -> None:
                 writer.execute(text("UPDATE alembic_version SET version_num = version_num"))
     finally:
         db.dispose()
+
+
+def test_a_failed_savepoint_rolls_back_alone_inside_a_transaction_the_caller_ends(
+    database: Database,
+) -> None:
+    # What a poll's group of feeds relies on, on SQLite (through the pysqlite
+    # transaction recipe in storage/db.py) as on PostgreSQL.
+    session = database.begin()
+    try:
+        with database.errors():
+            add_sources(session, [SourceSpec("Kept", "https://kept.example/rss")])
+            with pytest.raises(ZeroDivisionError), session.begin_nested():
+                add_sources(session, [SourceSpec("Dropped", "https://dropped.example/rss")])
+                raise ZeroDivisionError
+            with session.begin_nested():
+                add_sources(session, [SourceSpec("Also kept", "https://also.example/rss")])
+            session.commit()
+    finally:
+        session.close()
+    with database.session(readonly=True) as s:
+        assert sorted(s.scalars(select(Source.name))) == ["Also kept", "Kept"]
