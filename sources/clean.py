@@ -57,6 +57,10 @@ def strip_controls(s: str) -> str:
     # is many times faster than the regex's: most text has nothing to strip.
     if s.isprintable():
         return s
+    if ("\n" in s or "\t" in s or "\r" in s) and (
+        s.replace("\n", "").replace("\t", "").replace("\r", "").isprintable()
+    ):
+        return s  # printable but for line breaks and tabs, which are kept
     return _CONTROL.sub("", s)
 
 
@@ -152,7 +156,37 @@ def sanitize_html(s: str | None, base_url: str | None = None) -> str:
     # A cleaner costs as much to build as one clean: build one per base only when needed.
     if base_url and not _has_relative_url(s):
         base_url = None
+    if base_url and (marker_cleaner := _MARKER_CLEANERS.get(_plain_base_scheme(base_url))):
+        # Bases are nearly all different (each entry's link) and most HTML has only
+        # absolute links: clean against a marker base of the same scheme, and keep that
+        # unless a link was resolved against its host (see _MARKER_HOST).
+        cleaned: str = marker_cleaner.clean(s)
+        if _MARKER_HOST not in cleaned:
+            return cleaned.strip()
     return _cleaner(base_url).clean(s).strip()
+
+
+# nh3 rewrites only relative URLs. One that resolves against the base's host shows that
+# host in the output; the others are scheme-relative ("//host/x") and take only the
+# base's scheme. So when a marker base of the same scheme leaves no trace of its host,
+# the real base would have given the same output.
+_MARKER_HOST = "newswatch-base.invalid"
+_MARKER_CLEANERS: dict[str | None, nh3.Cleaner] = {
+    scheme: nh3.Cleaner(url_relative=("rewrite_with_base", f"{scheme}://{_MARKER_HOST}/"))
+    for scheme in ("http", "https")
+}
+# An http(s) base nh3 certainly accepts (it falls back to no base for one it rejects, which
+# would treat scheme-relative URLs differently): a host of letter-digit-hyphen labels, the
+# last starting with a letter (so never read as an IPv4 number) and none punycode, no
+# userinfo, no port; then any printable ASCII.
+_PLAIN_BASE = re.compile(r"(https?)://(?:[A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(?:[/?#][!-~]*)?")
+
+
+def _plain_base_scheme(base_url: str) -> str | None:
+    match = _PLAIN_BASE.fullmatch(base_url)
+    if match is None or "xn--" in base_url.lower():
+        return None
+    return match.group(1)
 
 
 def parse_date(

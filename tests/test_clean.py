@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import nh3
 import pytest
 
 from sources import clean
@@ -278,3 +279,57 @@ def test_the_relative_url_check_agrees_with_its_regex_on_the_corpus(corpus_dir: 
     verdicts = [clean._has_relative_url(c) for c in chunks]
     assert verdicts == [clean._RELATIVE_URL.search(c) is not None for c in chunks]
     assert sum(verdicts) > 1000
+
+
+def _reference_sanitize(s: str, base_url: str | None) -> str:
+    """sanitize_html as it was before the marker-base shortcut: one cleaner per base."""
+    s = clean._CONTROL.sub("", s[:MAX_HTML_CHARS]).replace("\r\n", "\n").replace("\r", "\n")
+    if base_url and clean._RELATIVE_URL.search(s) is None:
+        base_url = None
+    try:
+        cleaner = (
+            nh3.Cleaner(url_relative=("rewrite_with_base", base_url)) if base_url else nh3.Cleaner()
+        )
+    except ValueError:
+        cleaner = nh3.Cleaner()
+    return str(cleaner.clean(s)).strip()
+
+
+_LINKS = (
+    "https://example.com/a", "http://example.com/a?b=1&amp;c=2", "HTTPS://Example.COM",
+    "/a/b", "a/b", "../up", "?q=1", "#frag", "", "//other.example/p q", "\\\\other.example/x",
+    "http:foo", "https:foo", "mailto:x@example.com", "javascript:alert(1)", "data:text/html,x",
+    "&#47;x", "&#x2F;&#x2F;o.example/", " /spaced ", "//[bad", "tel:+1", "ftp://f.example/",
+)  # fmt: skip
+_BASES = (
+    "https://news.example.com/world/2026/story?id=1#c",
+    "http://news.example.com/a/b/",
+    "https://Example.COM/x",
+    "http://127.0.0.2/f/00001.xml",
+    "https://example.com:8443/a",
+    "https://user@example.com/a",
+    "https://xn--bcher-kva.example/a",
+    "https://xn--invalid-.example/a",
+    "https://bücher.example/a",
+    "https://1.2.3.999/a",
+    "https://0x7f/a",
+    "https://exa mple.com/a",
+    "HTTPS://example.com/a",
+    "ftp://example.com/a",
+    "https://example.com/newswatch-base.invalid",
+    "not a url",
+)
+
+
+def test_sanitize_resolves_links_as_a_cleaner_per_base_does() -> None:
+    rng = random.Random(6)
+    for _ in range(3000):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            tag = rng.choice(('<a href="{}">x</a>', "<img src='{}'>", "<a href={}>y</a>",
+                              '<blockquote cite="{}">q</blockquote>', "<a HREF = \"{}\">z</a>",
+                              "<a href>bare</a>", "text src={} data={}"))  # fmt: skip
+            parts.append(tag.format(rng.choice(_LINKS), rng.choice(_LINKS)))
+        html = "<p>" + " ".join(parts) + "</p>"
+        base = rng.choice(_BASES)
+        assert sanitize_html(html, base) == _reference_sanitize(html, base), (html, base)
