@@ -285,14 +285,17 @@ def _read_item(item: ET.Element, base: str) -> dict[str, Any]:
     tags: list[dict[str, Any]] = []
     for child in item:
         tag = child.tag
-        allowed = _ITEM_ATTRIBUTES.get(tag, ())
-        if any(name not in allowed for name in child.attrib):
-            raise _NotPlain(tag)
+        if child.attrib:
+            allowed = _ITEM_ATTRIBUTES.get(tag, ())
+            if any(name not in allowed for name in child.attrib):
+                raise _NotPlain(tag)
         if tag in _ITEM_ONCE:
             if tag in seen:
                 raise _NotPlain(tag)
             seen.add(tag)
-        text = _plain_text(child)
+        if len(child):
+            raise _NotPlain(tag)
+        text = _repair(child.text) if child.text else ""  # _plain_text, inlined
         if tag == "title":
             entry["title"] = text
             # feedparser's <language> sets the language only until its own end tag
@@ -300,7 +303,9 @@ def _read_item(item: ET.Element, base: str) -> dict[str, Any]:
         elif tag == "link":
             if text:
                 text = _urljoin(base, text)
-            text = _ENTITY_NAME.sub(r"&\g<1>", text.replace("&amp;", "&"))
+            text = text.replace("&amp;", "&")
+            if ";" in text:
+                text = _ENTITY_NAME.sub(r"&\g<1>", text)
             entry["link"] = text
         elif tag == "guid":
             guid_is_link = child.get("isPermaLink", "true") == "true"
@@ -360,15 +365,12 @@ def _date(text: str) -> time.struct_time | None:
         month = _MONTHS[month]
     else:
         return _parse_date(text)  # type: ignore[no-any-return]
-    offset = timedelta()
-    if sign:
-        hours, minutes = int(tz_hours), int(tz_minutes)
-        offset = timedelta(hours=hours, minutes=minutes)
-        if sign == "-":
-            offset = -offset
     try:
         stamp = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-        return (stamp - offset).utctimetuple()
+        if sign:
+            offset = timedelta(hours=int(tz_hours), minutes=int(tz_minutes))
+            stamp = stamp - offset if sign == "+" else stamp + offset
+        return stamp.utctimetuple()
     except (ValueError, OverflowError):
         # feedparser's handler gives None here and the next ones try: let them
         return _parse_date(text)  # type: ignore[no-any-return]
@@ -382,20 +384,23 @@ def _category(
     label: str | None,
 ) -> None:
     # feedparser's _start_category/_end_category, with their order of effects
-    def add(term: str | None, scheme: str | None, label: str | None) -> None:
-        if not term and not scheme and not label:
-            return
-        tag = {"term": term, "scheme": scheme, "label": label}
-        if tag not in tags:
-            tags.append(tag)
-
-    add(term, scheme, label)
+    _add_category(tags, term, scheme, label)
     if not value:
         return
     if tags and not tags[-1]["term"]:
         tags[-1]["term"] = value
     else:
-        add(value, None, None)
+        _add_category(tags, value, None, None)
+
+
+def _add_category(
+    tags: list[dict[str, Any]], term: str | None, scheme: str | None, label: str | None
+) -> None:
+    if not term and not scheme and not label:
+        return
+    tag = {"term": term, "scheme": scheme, "label": label}
+    if tag not in tags:
+        tags.append(tag)
 
 
 # Atom 1.0: what feedparser reads from a feed's and an entry's children.
@@ -692,13 +697,22 @@ def _to_parsed_feed(result: feedparser.FeedParserDict, url: str) -> ParsedFeed:
 def _entry(e: dict[str, Any], url: str, feed_language: str | None) -> Entry:
     link = _str(_get(e, "link")) or None
     base = link or url
-    summary = _html(_get(e, "summary"), _get(e, "summary_detail"), base)
+    raw_summary, summary_detail = _get(e, "summary"), _get(e, "summary_detail")
+    summary = _html(raw_summary, summary_detail, base)
     content = None
     contents = _get(e, "content") or []
     if contents:
         # prefer the HTML rendition when a feed offers several
         best = next((c for c in contents if "html" in (_get(c, "type") or "")), contents[0])
-        content = _html(_get(best, "value"), best, base) or None
+        value = _get(best, "value")
+        if (
+            value == raw_summary
+            and isinstance(value, str)
+            and (_html_type(best) == _html_type(summary_detail))
+        ):
+            content = summary or None  # the same HTML (feeds often repeat it): cleaned once
+        else:
+            content = _html(value, best, base) or None
     if not summary and content:
         summary = content
     tags = []
@@ -728,10 +742,13 @@ def _html(value: object, detail: object, base: str) -> str:
     text = _str(value)
     if not text:
         return ""
-    kind = detail.get("type") if isinstance(detail, dict) else None
-    if kind == "text/plain":
+    if _html_type(detail) == "text/plain":
         text = escape(text)
     return sanitize_html(text, base)
+
+
+def _html_type(detail: object) -> object:
+    return detail.get("type") if isinstance(detail, dict) else None
 
 
 def _str(value: object) -> str:

@@ -141,3 +141,58 @@ def test_text_xml_without_a_charset_is_left_to_feedparser() -> None:
 def test_parse_feed_gives_the_fast_paths_reading() -> None:
     fast, _ = _both(PLAIN, "application/rss+xml")
     assert parse.parse_feed(PLAIN, URL, "application/rss+xml") == fast
+
+
+_SAME_HTML = "&lt;p&gt;Hi &lt;b&gt;there&lt;/b&gt; &lt;a href='/x'&gt;x&lt;/a&gt;&lt;/p&gt;"
+_CONTENT_NS = 'xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+
+
+def _atom_entry(inner: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        f"<title>World</title><entry><id>https://news.example.com/s/1</id>{inner}</entry></feed>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "summary_type", "content_type"),
+    [
+        (
+            _rss(
+                f"<item><link>/a</link><description>{_SAME_HTML}</description>"
+                f"<content:encoded {_CONTENT_NS}>{_SAME_HTML}</content:encoded></item>"
+            ),
+            "text/html",
+            "text/html",
+        ),
+        (
+            _atom_entry(
+                f'<summary type="html">{_SAME_HTML}</summary>'
+                f'<content type="html">{_SAME_HTML}</content>'
+            ),
+            "text/html",
+            "text/html",
+        ),
+        (
+            _atom_entry(
+                f'<summary>{_SAME_HTML}</summary><content type="html">{_SAME_HTML}</content>'
+            ),
+            "text/plain",
+            "text/html",
+        ),
+    ],
+    ids=["rss", "atom-same-type", "atom-text-summary-html-content"],
+)
+def test_content_repeating_the_summary_is_cleaned_as_its_own_type(
+    body: bytes, summary_type: str, content_type: str
+) -> None:
+    raw = parse._fast_rss(body, URL, "application/xml")
+    assert raw is not None
+    raw_entry = raw["entries"][0]
+    text = raw_entry["summary"]
+    assert raw_entry["content"][0]["value"] == text  # the content repeats the summary
+    entry = parse.parse_feed(body, URL, "application/xml").entries[0]
+    base = entry.link or URL
+    assert entry.summary == parse._html(text, {"type": summary_type}, base)
+    assert entry.content == parse._html(text, {"type": content_type}, base)
+    assert (entry.summary == entry.content) == (summary_type == content_type)
