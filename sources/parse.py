@@ -27,7 +27,6 @@ with the reason in `ParsedFeed.warning`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import re
@@ -236,9 +235,14 @@ def _repair(output: str) -> str:
     output = output.strip()
     if output.isascii():
         return output  # both steps below only ever change non-ASCII text
-    # feedparser's repair of UTF-8 that was read as ISO-8859-1 and re-encoded
-    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+    # feedparser's repair of UTF-8 that was read as ISO-8859-1 and re-encoded (try, not
+    # contextlib.suppress: this runs for every non-ASCII text of a feed)
+    try:  # noqa: SIM105
         output = output.encode("iso-8859-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    if output.isprintable():  # C1 controls are unprintable: nothing for the map to change
+        return output
     return output.translate(_cp1252) if _C1_CONTROLS.search(output) else output
 
 

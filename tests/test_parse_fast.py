@@ -7,9 +7,12 @@ stored — and hand anything it does not mirror exactly to feedparser.
 
 from __future__ import annotations
 
+import contextlib
+import random
 from pathlib import Path
 
 import pytest
+from feedparser.html import _cp1252
 
 from sources import parse
 from sources.errors import ContentError
@@ -196,3 +199,18 @@ def test_content_repeating_the_summary_is_cleaned_as_its_own_type(
     assert entry.summary == parse._html(text, {"type": summary_type}, base)
     assert entry.content == parse._html(text, {"type": content_type}, base)
     assert (entry.summary == entry.content) == (summary_type == content_type)
+
+
+def test_repair_changes_text_exactly_as_feedparsers_steps_do() -> None:
+    # feedparser's pop(): strip, the UTF-8-read-as-Latin-1 repair, then the cp1252 map
+    def reference(text: str) -> str:
+        text = text.strip()
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+            text = text.encode("iso-8859-1").decode("utf-8")
+        return text.translate(_cp1252)
+
+    rng = random.Random(8)
+    alphabet = [chr(c) for c in [*range(0x250), 0x2014, 0x2019, 0x200B, 0x2028, 0xFFFD]]
+    texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(100_000)]
+    texts += ["caf\u00c3\u00a9", " \u0080x\u009f ", "\u00e2\u0080\u0094", "Tr\u00fcrkiye"]
+    assert [parse._repair(t) for t in texts] == [reference(t) for t in texts]
