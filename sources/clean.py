@@ -53,14 +53,11 @@ def strip_controls(s: str) -> str:
 
     TAB, LF and CR are kept (whitespace policy is the caller's).
     """
-    # Every character _CONTROL matches is unprintable (Cc, Cs or Cn), and str's own scan
-    # is many times faster than the regex's: most text has nothing to strip.
-    if s.isprintable():
+    # Every character _CONTROL matches is unprintable (Cc, Cs or Cn): most one-line text
+    # (titles, names) is printable, and str's check is faster than the regex's scan.
+    # Multi-line text (HTML) fails it anyway, so it goes straight to the regex.
+    if "\n" not in s and s.isprintable():
         return s
-    if ("\n" in s or "\t" in s or "\r" in s) and (
-        s.replace("\n", "").replace("\t", "").replace("\r", "").isprintable()
-    ):
-        return s  # printable but for line breaks and tabs, which are kept
     return _CONTROL.sub("", s)
 
 
@@ -152,7 +149,9 @@ def sanitize_html(s: str | None, base_url: str | None = None) -> str:
     """
     if not s:
         return ""
-    s = strip_controls(s[:MAX_HTML_CHARS]).replace("\r\n", "\n").replace("\r", "\n")
+    s = strip_controls(s[:MAX_HTML_CHARS])
+    if "\r" in s:
+        s = s.replace("\r\n", "\n").replace("\r", "\n")
     # A cleaner costs as much to build as one clean: build one per base only when needed.
     if base_url and not _has_relative_url(s):
         base_url = None
