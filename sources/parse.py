@@ -165,6 +165,7 @@ _ITEM_ATTRIBUTES = {
     "category": {"domain"},
     "enclosure": {"url", "length", "type"},
 }
+_NONE: frozenset[str] = frozenset()
 _ENTITY_NAME = re.compile("&([A-Za-z0-9_]+);")
 _C1_CONTROLS = re.compile("[\x80-\x9f]")  # the only characters feedparser's cp1252 map changes
 
@@ -289,10 +290,8 @@ def _read_item(item: ET.Element, base: str) -> dict[str, Any]:
     tags: list[dict[str, Any]] = []
     for child in item:
         tag = child.tag
-        if child.attrib:
-            allowed = _ITEM_ATTRIBUTES.get(tag, ())
-            if any(name not in allowed for name in child.attrib):
-                raise _NotPlain(tag)
+        if child.attrib and not child.attrib.keys() <= _ITEM_ATTRIBUTES.get(tag, _NONE):
+            raise _NotPlain(tag)
         if tag in _ITEM_ONCE:
             if tag in seen:
                 raise _NotPlain(tag)
@@ -417,11 +416,12 @@ _ATOM_ENTRY_ONCE = frozenset(
     for name in ("id", "title", "updated", "published", "summary", "content", "author", "rights")
 )
 _LINK_ATTRIBUTES = frozenset({"href", "rel", "type", "hreflang", "title", "length"})
+_CATEGORY_ATTRIBUTES = frozenset({"term", "scheme", "label"})
 _PERSON_CHILDREN = frozenset({_ATOM + "name", _ATOM + "email", _ATOM + "uri"})
 
 
 def _atom_text_type(element: ET.Element, allowed: frozenset[str] = frozenset({"type"})) -> str:
-    if any(name not in allowed for name in element.attrib):
+    if not element.attrib.keys() <= allowed:
         raise _NotPlain(element.tag)
     kind = element.get("type")
     mapped = _ATOM_TEXT_TYPES.get(kind.lower() if kind is not None else None)
@@ -434,7 +434,7 @@ def _atom_link(element: ET.Element, base: str) -> str | None:
     """The href an Atom <link> makes the context's link (feedparser: alternate HTML), or None."""
     if len(element) or (element.text or "").strip():
         raise _NotPlain("link")
-    if any(name not in _LINK_ATTRIBUTES for name in element.attrib) or "href" not in element.attrib:
+    if not element.attrib.keys() <= _LINK_ATTRIBUTES or "href" not in element.attrib:
         raise _NotPlain("link")
     rel = (element.get("rel") or "alternate").lower()
     default_type = "application/atom+xml" if rel == "self" else "text/html"
@@ -495,7 +495,7 @@ def _read_atom_feed(root: ET.Element, base: str, lang: str | None) -> dict[str, 
         elif tag in (_ATOM + "author", _ATOM + "contributor"):
             _atom_person(child)
         elif tag == _ATOM + "category":
-            if len(child) or any(a not in ("term", "scheme", "label") for a in child.attrib):
+            if len(child) or not child.attrib.keys() <= _CATEGORY_ATTRIBUTES:
                 raise _NotPlain(tag)
         elif tag in _ATOM_FEED_IGNORED:
             if len(child):
@@ -556,7 +556,7 @@ def _read_atom_entry(element: ET.Element, base: str, lang: str | None) -> dict[s
         elif tag == _ATOM + "author":
             entry["author"] = _atom_person(child)
         elif tag == _ATOM + "category":
-            if any(a not in ("term", "scheme", "label") for a in child.attrib):
+            if not child.attrib.keys() <= _CATEGORY_ATTRIBUTES:
                 raise _NotPlain(tag)
             _category(
                 tags, _plain_text(child), child.get("term"), child.get("scheme"), child.get("label")
