@@ -22,7 +22,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from newswatch.config import Config
-from sources.clean import clean_text
+from newswatch.parse_pool import match_text
 from storage.db import Database
 from storage.records import NewArticle
 from storage.topics import (
@@ -58,13 +58,12 @@ class _Text(Protocol):
 
 
 def document(article: _Text) -> Document:
-    """The matcher's view of an article: title, and the plain text of summary + content."""
-    body = clean_text(article.summary)
-    if article.content:
-        content = clean_text(article.content)
-        if content and content not in body:
-            body = f"{body}\n{content}" if body else content
-    return Document(id=article.id, title=article.title, text=body)
+    """The matcher's view of an article: title, and the plain text of summary + content
+    (`match_text`, computed by the parse worker for a new article parsed there)."""
+    text = article.match_text if isinstance(article, NewArticle) else None
+    if text is None:
+        text = match_text(article.summary, article.content)
+    return Document(id=article.id, title=article.title, text=text)
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from storage.models import Article, Sighting
-from storage.records import ArticleRecord, NewArticle, StoreResult
+from storage.records import ArticleRecord, NewArticle, StoreResult, without_nul
 
 # Rows per statement: far below SQLite's 32,766 bound parameters (12 per article)
 # and big enough that statement overhead stays small.
@@ -54,7 +54,13 @@ def store_articles(
         for article_id, key in inserted:
             row = rows[key]
             new_articles.append(
-                NewArticle(article_id, row["title"], row["summary"], row["content"])
+                NewArticle(
+                    article_id,
+                    row["title"],
+                    row["summary"],
+                    row["content"],
+                    unique[key].match_text,
+                )
             )
             ids_by_key[key] = article_id
         missing = [key for key in chunk if key not in ids_by_key]
@@ -210,12 +216,7 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _text(value: str | None) -> str | None:
-    # sources/ strips NUL already; PostgreSQL rejects it in text, so one stray NUL
-    # must not fail a whole batch here either.
-    if value is None or "\x00" not in value:
-        return value
-    return value.replace("\x00", "")
+_text = without_nul
 
 
 _LANGUAGE_LENGTH = Article.__table__.c.language.type.length  # type: ignore[attr-defined]

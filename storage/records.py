@@ -75,6 +75,9 @@ class ArticleRecord:
     language: str | None
     published_at: datetime | None
     entry_url: str | None
+    # The plain text topic matching reads (`newswatch.parse_pool.match_text` of the
+    # summary and content as stored), when the parse worker process computed it.
+    match_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,15 @@ class NewArticle:
     title: str
     summary: str
     content: str | None
+    match_text: str | None = None  # the record's, if it came with one
+
+
+def without_nul(value: str | None) -> str | None:
+    """`value` as stored: PostgreSQL refuses NUL in text (sources/ strips it already,
+    so one stray NUL must not fail a whole batch here either)."""
+    if value is None or "\x00" not in value:
+        return value
+    return value.replace("\x00", "")
 
 
 @dataclass(frozen=True, slots=True)

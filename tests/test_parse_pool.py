@@ -22,11 +22,17 @@ import pytest
 from sqlalchemy import select
 
 from newswatch import parse_pool
+from newswatch.parse_pool import ParsedBody
 from newswatch.poll import FeedReport, PollReport
+from newswatch.processing import document
 from newswatch.runs import close_databases, plan_poll, poll_batch, poll_once
 from sources.errors import FeedError, NotAFeed, RateLimited
-from storage.models import Article, FeedState, Sighting, Source
+from storage.db import Database
+from storage.ingest import store_articles
+from storage.models import Article, FeedState, Match, Sighting, Source, Topic
 from storage.records import DueSource
+from storage.topics import articles_by_id
+from tests.fixtures.db import add_source
 from tests.fixtures.http import FeedServer, Hang, html_with_feed_link
 from tests.test_poll_pipeline import (
     cli,
@@ -114,7 +120,21 @@ def _stored(database_url: str) -> tuple[object, ...]:
             .join(FeedState)
             .order_by(Source.name)
         ).all()
-    return tuple(articles), tuple(sightings), tuple(states)
+        matches = s.execute(
+            select(
+                Article.key,
+                Topic.name,
+                Match.score,
+                Match.terms,
+                Match.snippet,
+                Match.highlights,
+                Match.matched_at,
+            )
+            .join(Match, Match.article_id == Article.id)
+            .join(Topic, Topic.id == Match.topic_id)
+            .order_by(Article.key, Topic.name)
+        ).all()
+    return tuple(articles), tuple(sightings), tuple(states), tuple(matches)
 
 
 def _recording_workers(workers: set[int]) -> Callable[[FeedReport], None]:
@@ -136,7 +156,9 @@ def test_a_poll_through_the_pool_stores_exactly_what_an_in_process_poll_stores(
     other = tmp_path / "in-process.db"
     shutil.copyfile(sqlite_url.removeprefix("sqlite:///"), other)
     in_process_url = f"sqlite:///{other}"
-    config = write_config(tmp_path, _feeds(feed_server, 30))
+    # Topics too: a body parsed in the pool comes with the text matching reads.
+    topics = {"Stories": "story AND happened", "Undated": "undated"}
+    config = write_config(tmp_path, _feeds(feed_server, 30), topics=topics)
 
     monkeypatch.setattr(parse_pool, "POOL_FROM", 1000)
     before = parse_pool.starts()
@@ -148,6 +170,7 @@ def test_a_poll_through_the_pool_stores_exactly_what_an_in_process_poll_stores(
     assert parse_pool.starts() == before + 1
     assert _reported(pooled) == _reported(in_process)
     assert _stored(sqlite_url) == _stored(in_process_url)
+    assert pooled.new_matches == in_process.new_matches == 4 * 30 + 30  # stories, undated
     statuses = {f.name: (f.status, f.error) for f in pooled.feeds}
     assert statuses["Page"][0] == "not_a_feed"
     assert statuses["Binary"][0] == "unparsable"
@@ -326,3 +349,39 @@ def test_the_cli_exits_cleanly_after_a_poll_that_used_the_pool(
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert count(sqlite_url, Sighting) == (parse_pool.POOL_FROM + 6) * 5 + 2
+
+
+def test_the_text_a_worker_computes_for_matching_is_what_the_stored_article_gives(
+    database: Database,
+) -> None:
+    body = rss(
+        [
+            {
+                "title": "A",
+                "link": "https://x.example/1",
+                "description": "<p>Ankara &amp; <b>Damascus</b></p>",
+            },
+            {
+                "title": "B",
+                "link": "https://x.example/2",
+                "description": "",
+                "content:encoded": "<p>Only content</p>",
+            },
+            {"title": "C", "link": "https://x.example/3"},
+        ]
+    ).replace(
+        b'<rss version="2.0">',
+        b'<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">',
+    )
+    parsed = parse_pool._parse_in_worker(body, "https://x.example/feed", "application/rss+xml")
+    assert isinstance(parsed, ParsedBody)
+    source = add_source(database)
+    with database.session() as s:
+        stored = store_articles(s, source, parsed.records, NOW)
+        read_back = articles_by_id(s, stored.new_article_ids)
+    assert [a.match_text for a in stored.new_articles] == [document(a).text for a in read_back]
+    assert sorted(a.match_text or "" for a in stored.new_articles) == [
+        "",
+        "Ankara & Damascus",
+        "Only content",
+    ]
