@@ -146,6 +146,26 @@ _DC = "{http://purl.org/dc/elements/1.1/}"
 _CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+# Namespaced tags, built once: the readers below compare every element's tag with them.
+_ATOM_AUTHOR = _ATOM + "author"
+_ATOM_CATEGORY = _ATOM + "category"
+_ATOM_CONTENT = _ATOM + "content"
+_ATOM_CONTRIBUTOR = _ATOM + "contributor"
+_ATOM_EMAIL = _ATOM + "email"
+_ATOM_ENTRY = _ATOM + "entry"
+_ATOM_FEED = _ATOM + "feed"
+_ATOM_ID = _ATOM + "id"
+_ATOM_LINK = _ATOM + "link"
+_ATOM_NAME = _ATOM + "name"
+_ATOM_PUBLISHED = _ATOM + "published"
+_ATOM_RIGHTS = _ATOM + "rights"
+_ATOM_SUMMARY = _ATOM + "summary"
+_ATOM_TITLE = _ATOM + "title"
+_ATOM_UPDATED = _ATOM + "updated"
+_ATOM_URI = _ATOM + "uri"
+_DC_CREATOR = _DC + "creator"
+_DC_DATE = _DC + "date"
+_CONTENT_ENCODED = _CONTENT + "encoded"
 _XML_DECLARATION = re.compile(rb"""\A<\?xml\s[^>]*?\?>""")
 _DECLARED_ENCODING = re.compile(rb"""encoding\s*=\s*["']([^"']*)["']""")
 # Channel children that feed nothing read here; anything else sends the feed to feedparser.
@@ -158,7 +178,7 @@ _CHANNEL_IGNORED = frozenset(
 )  # fmt: skip
 _ITEM_ONCE = frozenset(
     {"title", "link", "description", "guid", "pubDate", "author", "comments",
-     _DC + "creator", _DC + "date", _CONTENT + "encoded"}
+     _DC_CREATOR, _DC_DATE, _CONTENT_ENCODED}
 )  # fmt: skip
 _ITEM_ATTRIBUTES = {
     "guid": {"isPermaLink"},
@@ -193,7 +213,7 @@ def _fast_rss(data: bytes, url: str, content_type: str | None) -> dict[str, Any]
         # no DOCTYPE, hence no entity declarations to expand and nothing external to load
         root = ET.fromstring(data)  # noqa: S314
         base = make_safe_absolute_uri("", url) or make_safe_absolute_uri(url) or ""
-        if root.tag == _ATOM + "feed" and set(root.attrib) <= {_XML_LANG}:
+        if root.tag == _ATOM_FEED and set(root.attrib) <= {_XML_LANG}:
             return _read_atom_feed(root, base, root.get(_XML_LANG) or None)
         if root.tag != "rss" or root.attrib != {"version": "2.0"} or len(root) != 1:
             return None
@@ -267,7 +287,7 @@ def _read_channel(channel: ET.Element, base: str) -> dict[str, Any]:
                 text = _urljoin(base, text) if text else text
                 text = _ENTITY_NAME.sub(r"&\g<1>", text)
             feed[tag] = text
-        elif tag == _ATOM + "link":
+        elif tag == _ATOM_LINK:
             if child.get("rel") not in ("self", "hub") or len(child):
                 raise _NotPlain(tag)
         elif tag not in _CHANNEL_IGNORED or (tag != "image" and len(child)):
@@ -298,7 +318,14 @@ def _read_item(item: ET.Element, base: str) -> dict[str, Any]:
             seen.add(tag)
         if len(child):
             raise _NotPlain(tag)
-        text = _repair(child.text) if child.text else ""  # _plain_text, inlined
+        # _plain_text, inlined; most text is ASCII, which _repair returns stripped
+        text = child.text
+        if text:
+            text = text.strip()
+            if not text.isascii():
+                text = _repair(text)
+        else:
+            text = ""
         if tag == "title":
             entry["title"] = text
             # feedparser's <language> sets the language only until its own end tag
@@ -320,14 +347,14 @@ def _read_item(item: ET.Element, base: str) -> dict[str, Any]:
         elif tag == "description":
             entry["summary"] = text
             entry["summary_detail"] = {"type": "text/html"}
-        elif tag == _CONTENT + "encoded":
+        elif tag == _CONTENT_ENCODED:
             entry["content"] = [{"type": "text/html", "value": text}]
             entry.setdefault("summary", text)
         elif tag == "pubDate":
             entry["published_parsed"] = _date(text)
-        elif tag == _DC + "date":
+        elif tag == _DC_DATE:
             entry["updated_parsed"] = _date(text)
-        elif tag in ("author", _DC + "creator"):
+        elif tag in ("author", _DC_CREATOR):
             if "author" in entry:
                 raise _NotPlain(tag)
             entry["author"] = text
@@ -417,7 +444,7 @@ _ATOM_ENTRY_ONCE = frozenset(
 )
 _LINK_ATTRIBUTES = frozenset({"href", "rel", "type", "hreflang", "title", "length"})
 _CATEGORY_ATTRIBUTES = frozenset({"term", "scheme", "label"})
-_PERSON_CHILDREN = frozenset({_ATOM + "name", _ATOM + "email", _ATOM + "uri"})
+_PERSON_CHILDREN = frozenset({_ATOM_NAME, _ATOM_EMAIL, _ATOM_URI})
 
 
 def _atom_text_type(element: ET.Element, allowed: frozenset[str] = frozenset({"type"})) -> str:
@@ -458,7 +485,7 @@ def _atom_person(element: ET.Element) -> str:
         parts[child.tag] = (child.text or "").strip()  # read raw: expecting_text=0
         if (child.tail or "").strip():
             raise _NotPlain("person")
-    name, email = parts.get(_ATOM + "name"), parts.get(_ATOM + "email")
+    name, email = parts.get(_ATOM_NAME), parts.get(_ATOM_EMAIL)
     if name and email:
         return f"{name} ({email})"
     return name or email or ""
@@ -474,17 +501,17 @@ def _read_atom_feed(root: ET.Element, base: str, lang: str | None) -> dict[str, 
     seen: set[str] = set()
     for child in root:
         tag = child.tag
-        if tag == _ATOM + "entry":
+        if tag == _ATOM_ENTRY:
             entries.append(_read_atom_entry(child, base, lang))
-        elif tag == _ATOM + "link":
+        elif tag == _ATOM_LINK:
             href = _atom_link(child, base)
             if href is not None:
                 feed["link"] = href
-        elif tag in (_ATOM + "title", _ATOM + "id"):
+        elif tag in (_ATOM_TITLE, _ATOM_ID):
             if tag in seen:
                 raise _NotPlain(tag)
             seen.add(tag)
-            if tag == _ATOM + "title":
+            if tag == _ATOM_TITLE:
                 _atom_text_type(child)
                 feed["title"] = _plain_text(child)
             else:
@@ -492,9 +519,9 @@ def _read_atom_feed(root: ET.Element, base: str, lang: str | None) -> dict[str, 
                     raise _NotPlain(tag)
                 text = _plain_text(child)
                 feed.setdefault("link", _urljoin(base, text) if text else text)
-        elif tag in (_ATOM + "author", _ATOM + "contributor"):
+        elif tag in (_ATOM_AUTHOR, _ATOM_CONTRIBUTOR):
             _atom_person(child)
-        elif tag == _ATOM + "category":
+        elif tag == _ATOM_CATEGORY:
             if len(child) or not child.attrib.keys() <= _CATEGORY_ATTRIBUTES:
                 raise _NotPlain(tag)
         elif tag in _ATOM_FEED_IGNORED:
@@ -523,11 +550,11 @@ def _read_atom_entry(element: ET.Element, base: str, lang: str | None) -> dict[s
             if tag in seen:
                 raise _NotPlain(tag)
             seen.add(tag)
-        if tag == _ATOM + "link":
+        if tag == _ATOM_LINK:
             href = _atom_link(child, base)
             if href is not None:
                 entry["link"] = href
-        elif tag == _ATOM + "id":
+        elif tag == _ATOM_ID:
             if child.attrib:
                 raise _NotPlain(tag)
             text = _plain_text(child)
@@ -535,33 +562,33 @@ def _read_atom_entry(element: ET.Element, base: str, lang: str | None) -> dict[s
                 text = _urljoin(base, text)
             entry["id"] = text
             entry.setdefault("link", text)  # feedparser: an Atom id is a permalink guid
-        elif tag == _ATOM + "title":
+        elif tag == _ATOM_TITLE:
             _atom_text_type(child)
             entry["title"] = _plain_text(child)
             entry["title_detail"] = {"language": lang}
-        elif tag == _ATOM + "summary":
+        elif tag == _ATOM_SUMMARY:
             kind = _atom_text_type(child)
             entry["summary"] = _plain_text(child)
             entry["summary_detail"] = {"type": kind}
-        elif tag == _ATOM + "content":
+        elif tag == _ATOM_CONTENT:
             kind = _atom_text_type(child)
             text = _plain_text(child)
             entry["content"] = [{"type": kind, "value": text}]
             entry.setdefault("summary", text)  # feedparser copies it, without its type
-        elif tag in (_ATOM + "published", _ATOM + "updated"):
+        elif tag in (_ATOM_PUBLISHED, _ATOM_UPDATED):
             if child.attrib:
                 raise _NotPlain(tag)
-            key = "published_parsed" if tag == _ATOM + "published" else "updated_parsed"
+            key = "published_parsed" if tag == _ATOM_PUBLISHED else "updated_parsed"
             entry[key] = _date(_plain_text(child))
-        elif tag == _ATOM + "author":
+        elif tag == _ATOM_AUTHOR:
             entry["author"] = _atom_person(child)
-        elif tag == _ATOM + "category":
+        elif tag == _ATOM_CATEGORY:
             if not child.attrib.keys() <= _CATEGORY_ATTRIBUTES:
                 raise _NotPlain(tag)
             _category(
                 tags, _plain_text(child), child.get("term"), child.get("scheme"), child.get("label")
             )
-        elif tag == _ATOM + "rights":
+        elif tag == _ATOM_RIGHTS:
             _atom_text_type(child)
             _plain_text(child)
         else:
