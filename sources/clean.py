@@ -28,7 +28,6 @@ from feedparser.datetimes import _parse_date as _feedparser_parse_date
 
 # C0 controls except TAB/LF/CR, DEL, C1 controls, surrogates, and the two noncharacters.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-_WHITESPACE = re.compile(r"\s+")
 # Block-level boundaries read as a space, so "<p>airspace.</p><p>Share" keeps its words apart.
 _BLOCK_BOUNDARY = re.compile(
     r"<(?:br|hr|/?(?:p|div|li|ul|ol|dl|dt|dd|h[1-6]|tr|td|th|table|blockquote|pre|section"
@@ -62,7 +61,7 @@ def strip_controls(s: str) -> str:
 
 
 def _one_line(s: str) -> str:
-    # the same as _WHITESPACE.sub(" ", s).strip(): str.split, re's \s and str.strip
+    # the same as re.sub(r"\s+", " ", s).strip(): str.split, re's \s and str.strip
     # all use Unicode's whitespace (Py_UNICODE_ISSPACE)
     return " ".join(s.split())
 
