@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     processor, _ = clock.timed("prepare topics", ArticleProcessor.prepare, db, config, now)
     entries = matches = 0
     # The poll's transaction shape: each feed in its own SAVEPOINT, GROUP_FEEDS feeds
-    # (or GROUP_SECONDS of storing) to a commit. Parsing runs in the poll's worker
-    # process, so a group's age counts only the time spent storing, not parsing here.
+    # (or GROUP_SECONDS of storing) to a commit, as when the next feed is always ready
+    # (a poll also commits when none is within GROUP_IDLE). Parsing runs in the poll's
+    # worker process, so a group's age counts only the time spent storing here.
     group = None
     group_feeds = 0
     group_age = 0.0

@@ -50,6 +50,7 @@ def _fresh_databases() -> Iterator[None]:
 def one_group(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every feed of these small polls in one group: it commits only at the end."""
     monkeypatch.setattr(poll, "GROUP_SECONDS", 60.0)
+    monkeypatch.setattr(poll, "GROUP_IDLE", 60.0)
 
 
 @pytest.fixture
@@ -137,6 +138,27 @@ def test_a_stored_feed_is_reported_only_once_its_group_is_committed(
 
     # One group: when the first feed is heard of, all three are already committed.
     assert committed_when_reported == [15, 15, 15]
+
+
+def test_an_open_group_commits_when_no_fetched_feed_is_ready_soon(
+    tmp_path: Path, feed_server: FeedServer, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(poll, "GROUP_SECONDS", 60.0)  # only GROUP_IDLE can end the group
+    feeds = {
+        "Fast": feed_server.route("/fast.xml", rss([story(k) for k in range(5)])),
+        "Slow": feed_server.route(
+            "/slow.xml", rss([story(k) for k in range(10, 15)]), behaviour=Delay(1.0)
+        ),
+    }
+    stored_when_reported: dict[str, dict[str, int]] = {}
+
+    def note(feed: FeedReport) -> None:
+        stored_when_reported[feed.name] = sightings_by_source(database_url)
+
+    poll_once(load(write_config(tmp_path, feeds), database_url), on_feed=note)
+
+    # Fast was committed (and reported) while Slow was still on its way.
+    assert stored_when_reported == {"Fast": {"Fast": 5}, "Slow": {"Fast": 5, "Slow": 5}}
 
 
 def test_a_poll_killed_between_commits_loses_only_uncommitted_feeds_and_the_next_poll_gets_them(
