@@ -45,9 +45,7 @@ instead of being fingerprinted again: the same values, computed once.
 
 from __future__ import annotations
 
-import array
 import collections
-import functools
 import heapq
 import html
 import itertools
@@ -222,20 +220,28 @@ _STOP_BIGRAMS = frozenset(hash((_crc32(a), _crc32(b))) for a in _STOPWORDS for b
 def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_SIZE) -> Signature:
     """The signature of an article: bigram hashes, conflict markers, index keys."""
     shingles, _, markers, _, keys = _fingerprint(title, summary, sketch_size)
-    return Signature(shingles, markers, tuple(keys))
+    return Signature(shingles, markers, tuple(_unpack(keys)))
 
 
-# Bigram hashes and index keys as held: signed 64-bit integers (`hash` of a tuple is
-# a Py_hash_t), packed, which the GC does not track either.
-_Hashes = array.array  # of "q"
-_hashes = functools.partial(array.array, "q")
+# Bigram hashes and index keys as held: native signed 64-bit integers (`hash` of a
+# tuple is a Py_hash_t), packed into bytes, which the GC does not track either.
+# One struct per count packs a list in one call, several times cheaper per value
+# than array.array, which parses each item as a call argument.
+_MAX_BIGRAMS = _MAX_TITLE_WORDS + _MAX_SUMMARY_WORDS
+_PACKERS = [struct.Struct(f"{n}q").pack for n in range(_MAX_BIGRAMS + 1)]
+
+
+def _unpack(packed: bytes) -> list[int]:
+    """The hashes of `_PACKERS` bytes, as ints."""
+    return memoryview(packed).cast("q").tolist()
+
 
 # What `_fingerprint` returns: the bigram hashes as a set (to verify candidates
-# against) and as a sorted array (held), the markers as a set and as a tuple (held:
-# tuples of atoms are invisible to the GC once it has seen them), and the index keys.
-_Fingerprint = tuple[
-    frozenset[int], "_Hashes[int]", frozenset[bytes], tuple[bytes, ...], "_Hashes[int]"
-]
+# against) and sorted, packed (held), the markers as a set and as a tuple (held:
+# tuples of atoms are invisible to the GC once it has seen them), and the index
+# keys, packed. A pure function of the text: picklable values that another process
+# could compute ahead of time.
+_Fingerprint = tuple[frozenset[int], bytes, frozenset[bytes], tuple[bytes, ...], bytes]
 _MARKER_CRCS = frozenset(map(_crc32, _MARKER_WORDS))
 _is_stop_bigram = _STOP_BIGRAMS.__contains__
 _NO_MARKERS: frozenset[bytes] = frozenset()
@@ -263,32 +269,33 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
             del summary_words[_MAX_SUMMARY_WORDS:]
     else:
         summary_words = _summary_words(summary)
-    # Bigrams stay inside a field: the title's last word and the summary's first are
-    # not a phrase, and outlets that retitle a story would pay for it twice.
-    head = [*map(_crc32, title_words)]
-    lede = [*map(_crc32, summary_words)]
+    all_words = title_words + summary_words
+    crcs = [*map(_crc32, all_words)]
     # zip hands `hash` the same pair tuple again once it is released (pairwise
     # allocates one per bigram); the hash of a pair is that of a fresh tuple.
-    shingles = frozenset(
-        [*map(hash, zip(head, head[1:])), *map(hash, zip(lede, lede[1:]))]  # noqa: B905, RUF007
-    )
-    # Held as packed 8-byte integers: a tuple of ~80 hashes holds ~80 int objects,
-    # 2.7 KB an article, 135 MB for the 50,000 of a 1,000-feed window; packed, 0.7 KB.
-    ordered = _hashes(sorted(shingles))
+    pairs = [*map(hash, zip(crcs, crcs[1:]))]  # noqa: B905, RUF007
+    # Bigrams stay inside a field: the title's last word and the summary's first are
+    # not a phrase, and outlets that retitle a story would pay for it twice.
+    if 0 < len(title_words) < len(all_words):
+        del pairs[len(title_words) - 1]
+    shingles = frozenset(pairs)
+    ordered = sorted(shingles)
     keys = ordered[:sketch_size]
     if not _STOP_BIGRAMS.isdisjoint(keys) or len(keys) < sketch_size:
-        keys = _hashes(_bottom_keys(ordered, sketch_size))
-    all_words = title_words + summary_words
+        keys = [*_bottom_keys(ordered, sketch_size)]
     # Word hashes are ints, cheaper to look up than bytes: only an article with a
     # word that hashes like a number word or weekday pays for the bytes lookup.
-    if _MARKER_CRCS.isdisjoint(head) and _MARKER_CRCS.isdisjoint(lede):
+    if _MARKER_CRCS.isdisjoint(crcs):
         markers = _NO_MARKERS
     else:
         markers = _MARKER_WORDS.intersection(all_words)
     numbers = [*filter(bytes.isdigit, all_words)]
     if numbers:
         markers = markers.union(w.lstrip(b"0") or b"0" for w in numbers)
-    return shingles, ordered, markers, (*markers,), keys
+    # Held packed: a tuple of ~80 hashes holds ~80 int objects, 2.7 KB an article,
+    # 135 MB for the 50,000 of a 1,000-feed window; packed, 0.7 KB.
+    held = _PACKERS[len(ordered)](*ordered)
+    return shingles, held, markers, (*markers,), _PACKERS[len(keys)](*keys)
 
 
 def _bottom_keys(ordered: Iterable[int], sketch_size: int) -> Iterator[int]:
@@ -324,7 +331,7 @@ def is_near_duplicate(
 
 # A held article: (article id, published_at as a POSIX timestamp, bigram hashes,
 # markers, index keys). Bigram hashes are distinct: the set they came from.
-_Record = tuple[int, float, "_Hashes[int]", tuple[bytes, ...], "_Hashes[int]"]
+_Record = tuple[int, float, bytes, tuple[bytes, ...], bytes]
 _SERIAL = struct.Struct("Q")  # native, as memoryview.cast("Q") reads it back
 _pack_serial = _SERIAL.pack
 _append = operator.add  # posting bytes + one packed serial: a new bytes object
@@ -461,8 +468,11 @@ class StoryClusterer:
                 story.representative = own
             text = (candidate.title, candidate.summary)
             _, shingles, _, markers, keys = self._signature(text)
-            lists = [*map(self._postings.get, keys, repeat(b""))]
-            self._insert(article_id, published_at.timestamp(), shingles, markers, keys, lists, text)
+            key_list = _unpack(keys)
+            lists = [*map(self._postings.get, key_list, repeat(b""))]
+            self._insert(
+                article_id, published_at.timestamp(), shingles, markers, keys, key_list, lists, text
+            )
             story_of[article_id] = story.key
             story.members.add(article_id)
 
@@ -506,7 +516,8 @@ class StoryClusterer:
             # Each key's posting bytes (b"" where missing), and all their entries in
             # one C-level join: with fewer than min_shared entries in all, no held
             # article can share min_shared keys with this one.
-            lists = [*map(get, keys, repeat(b""))]
+            key_list = _unpack(keys)
+            lists = [*map(get, key_list, repeat(b""))]
             entries = b"".join(lists)
             neighbours = (
                 neighbour_stories(at, shingle_set, shingles, markers, entries)
@@ -531,9 +542,9 @@ class StoryClusterer:
                 renamed[old] = story.key
             # `_insert`, inline: each list replaced by itself plus the new serial.
             serial = self._serial = self._serial + 1
-            update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
+            update(zip(key_list, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
             if len(entries) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
-                self._close_full_lists(keys)
+                self._close_full_lists(key_list)
             live[serial] = (article_id, at, shingles, held_markers, keys)
             if not expiry or at >= expiry[-1][0]:
                 expiry.append((at, article_id, serial))
@@ -587,9 +598,7 @@ class StoryClusterer:
 
     def _signature(
         self, text: tuple[str, str]
-    ) -> tuple[
-        frozenset[int] | None, _Hashes[int], frozenset[bytes], tuple[bytes, ...], _Hashes[int]
-    ]:
+    ) -> tuple[frozenset[int] | None, bytes, frozenset[bytes], tuple[bytes, ...], bytes]:
         """The signature of (title, summary): from a held copy's record if there is one.
 
         The set of bigram hashes is then left to `_neighbour_stories` to build, if
@@ -615,9 +624,10 @@ class StoryClusterer:
         self,
         article_id: int,
         at: float,
-        shingles: _Hashes[int],
+        shingles: bytes,
         markers: tuple[bytes, ...],
-        keys: _Hashes[int],
+        keys: bytes,
+        key_list: list[int],
         lists: list[bytes],
         text: tuple[str, str],
     ) -> None:
@@ -625,9 +635,9 @@ class StoryClusterer:
         # replaced by itself plus this serial.
         serial = self._serial = self._serial + 1
         postings = self._postings
-        postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
+        postings.update(zip(key_list, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
         if sum(map(len, lists)) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
-            self._close_full_lists(keys)
+            self._close_full_lists(key_list)
         self._live[serial] = (article_id, at, shingles, markers, keys)
         expiry = self._expiry
         if not expiry or at >= expiry[-1][0]:
@@ -650,12 +660,12 @@ class StoryClusterer:
         self,
         at: float,
         shingle_set: frozenset[int] | None,
-        shingles: _Hashes[int],
+        shingles: bytes,
         markers: frozenset[bytes],
         entries: bytes,
     ) -> AbstractSet[int]:
         # is_near_duplicate inlined, cheapest tests first: this loop is the hot path.
-        size = len(shingles)
+        size = len(shingles) >> 3  # packed 8-byte hashes
         if size < self.min_shingles:
             return _NO_STORIES
         # The serials on at least `min_shared` of the lists, found with C-level calls
@@ -689,7 +699,7 @@ class StoryClusterer:
             if other_shingles is shingles:
                 stories.add(other_story)  # a wire copy: the signature of its record
                 continue
-            other_size = len(other_shingles)
+            other_size = len(other_shingles) >> 3
             # Jaccard >= t needs the smaller set to be at least t times the larger.
             if not min_size <= other_size <= max_size:
                 continue
@@ -697,8 +707,8 @@ class StoryClusterer:
             if markers.difference(other_markers) and not markers.issuperset(other_markers):
                 continue
             if shingle_set is None:
-                shingle_set = frozenset(shingles)
-            inter = len(shingle_set.intersection(other_shingles))
+                shingle_set = frozenset(_unpack(shingles))
+            inter = len(shingle_set.intersection(_unpack(other_shingles)))
             if inter >= threshold * (size + other_size - inter):
                 stories.add(other_story)
         return stories
@@ -740,7 +750,7 @@ class StoryClusterer:
         # Evicted serials would otherwise keep every key of history in memory. One
         # C-level pass: every live (key, serial) pair, appended to a growing list.
         records = self._live.values()
-        keys = [*map(operator.itemgetter(4), records)]
+        keys = [*map(_unpack, map(operator.itemgetter(4), records))]
         entries = map(repeat, map(_pack_serial, self._live), map(len, keys))
         lists: dict[int, bytearray] = {}
         collections.deque(
