@@ -122,7 +122,12 @@ class Newsroom:
         snippet = kwargs.pop("snippet", "")
         highlights = kwargs.pop("highlights", ())
         article_id = self.article(title, **kwargs)
-        self.match(article_id, topic, score=score, snippet=snippet, highlights=highlights)
+        # Matched half an hour after it was seen, as a poll would: a match stamped at a
+        # fixed date would fall out of a digest's window once that date is old.
+        matched_at = kwargs.get("seen", NOW - timedelta(hours=1)) + timedelta(minutes=30)
+        self.match(
+            article_id, topic, score=score, snippet=snippet, highlights=highlights, now=matched_at
+        )
         return article_id
 
     def attempts(self, name: str = "daily", channel: str | None = None) -> list[Attempt]:
