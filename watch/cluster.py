@@ -57,7 +57,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import repeat
+from itertools import chain, repeat
+from typing import Literal
 
 from watch.normalize import fold
 
@@ -220,31 +221,35 @@ _STOP_BIGRAMS = frozenset(hash((_crc32(a), _crc32(b))) for a in _STOPWORDS for b
 def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_SIZE) -> Signature:
     """The signature of an article: bigram hashes, conflict markers, index keys."""
     shingles, _, markers, _, keys = _fingerprint(title, summary, sketch_size)
-    return Signature(shingles, markers, tuple(_unpack(keys)))
+    return Signature(shingles, markers, tuple(keys))
 
 
-# Bigram hashes and index keys as held: native signed 64-bit integers (`hash` of a
-# tuple is a Py_hash_t), packed into bytes, which the GC does not track either.
-# One struct per count packs a list in one call, several times cheaper per value
-# than array.array, which parses each item as a call argument.
+# Bigram hashes as held: signed 64-bit integers (`hash` of a tuple is a Py_hash_t),
+# sorted and packed into bytes, which the GC does not track either. One struct per
+# count packs a list in one call; "l" (a C long, 64 bits where a hash is) converts
+# each value several times cheaper than "q" or array.array, which parses each one as
+# a call argument.
+_HASH_FORMAT: Literal["l", "q"] = "l" if struct.calcsize("l") == 8 else "q"
+_HASH_SIZE = 8
 _MAX_BIGRAMS = _MAX_TITLE_WORDS + _MAX_SUMMARY_WORDS
-_PACKERS = [struct.Struct(f"{n}q").pack for n in range(_MAX_BIGRAMS + 1)]
+_PACKERS = [struct.Struct(f"{n}{_HASH_FORMAT}").pack for n in range(_MAX_BIGRAMS + 1)]
 
 
-def _unpack(packed: bytes) -> list[int]:
-    """The hashes of `_PACKERS` bytes, as ints."""
-    return memoryview(packed).cast("q").tolist()
+def _held_hashes(held: bytes) -> memoryview[int]:
+    """The bigram hashes of packed bytes, in order (iterating yields ints)."""
+    return memoryview(held).cast(_HASH_FORMAT)
 
 
 # What `_fingerprint` returns: the bigram hashes as a set (to verify candidates
 # against) and sorted, packed (held), the markers as a set and as a tuple (held:
-# tuples of atoms are invisible to the GC once it has seen them), and the index
-# keys, packed. A pure function of the text: picklable values that another process
-# could compute ahead of time.
-_Fingerprint = tuple[frozenset[int], bytes, frozenset[bytes], tuple[bytes, ...], bytes]
+# tuples of atoms are invisible to the GC once it has seen them), and the index keys.
+# A pure function of the text, of picklable values: another process could compute
+# it ahead of time.
+_Fingerprint = tuple[frozenset[int], bytes, frozenset[bytes], tuple[bytes, ...], list[int]]
 _MARKER_CRCS = frozenset(map(_crc32, _MARKER_WORDS))
 _is_stop_bigram = _STOP_BIGRAMS.__contains__
 _NO_MARKERS: frozenset[bytes] = frozenset()
+_ZERO = frozenset([b""])  # "0", "00", ... without their leading zeros
 
 
 def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
@@ -269,33 +274,33 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
             del summary_words[_MAX_SUMMARY_WORDS:]
     else:
         summary_words = _summary_words(summary)
-    all_words = title_words + summary_words
-    crcs = [*map(_crc32, all_words)]
-    # zip hands `hash` the same pair tuple again once it is released (pairwise
-    # allocates one per bigram); the hash of a pair is that of a fresh tuple.
-    pairs = [*map(hash, zip(crcs, crcs[1:]))]  # noqa: B905, RUF007
     # Bigrams stay inside a field: the title's last word and the summary's first are
     # not a phrase, and outlets that retitle a story would pay for it twice.
-    if 0 < len(title_words) < len(all_words):
-        del pairs[len(title_words) - 1]
-    shingles = frozenset(pairs)
+    head = [*map(_crc32, title_words)]
+    lede = [*map(_crc32, summary_words)]
+    # zip hands `hash` the same pair tuple again once it is released (pairwise
+    # allocates one per bigram); the hash of a pair is that of a fresh tuple.
+    shingles = frozenset(map(hash, chain(zip(head, head[1:]), zip(lede, lede[1:]))))  # noqa: B905, RUF007
     ordered = sorted(shingles)
     keys = ordered[:sketch_size]
     if not _STOP_BIGRAMS.isdisjoint(keys) or len(keys) < sketch_size:
         keys = [*_bottom_keys(ordered, sketch_size)]
+    all_words = title_words + summary_words
     # Word hashes are ints, cheaper to look up than bytes: only an article with a
     # word that hashes like a number word or weekday pays for the bytes lookup.
-    if _MARKER_CRCS.isdisjoint(crcs):
+    if _MARKER_CRCS.isdisjoint(head) and _MARKER_CRCS.isdisjoint(lede):
         markers = _NO_MARKERS
     else:
         markers = _MARKER_WORDS.intersection(all_words)
     numbers = [*filter(bytes.isdigit, all_words)]
     if numbers:
-        markers = markers.union(w.lstrip(b"0") or b"0" for w in numbers)
+        markers = markers.union(map(bytes.lstrip, numbers, repeat(b"0")))
+        if b"" in markers:
+            markers = markers.difference(_ZERO).union([b"0"])
     # Held packed: a tuple of ~80 hashes holds ~80 int objects, 2.7 KB an article,
     # 135 MB for the 50,000 of a 1,000-feed window; packed, 0.7 KB.
     held = _PACKERS[len(ordered)](*ordered)
-    return shingles, held, markers, (*markers,), _PACKERS[len(keys)](*keys)
+    return shingles, held, markers, (*markers,), keys
 
 
 def _bottom_keys(ordered: Iterable[int], sketch_size: int) -> Iterator[int]:
@@ -329,9 +334,9 @@ def is_near_duplicate(
     return inter >= threshold * (len(a.shingles) + len(b.shingles) - inter)
 
 
-# A held article: (article id, published_at as a POSIX timestamp, bigram hashes,
-# markers, index keys). Bigram hashes are distinct: the set they came from.
-_Record = tuple[int, float, bytes, tuple[bytes, ...], bytes]
+# A held article: (article id, published_at as a POSIX timestamp, bigram hashes
+# (distinct, sorted, packed), markers). Its index keys are the first of its hashes.
+_Record = tuple[int, float, bytes, tuple[bytes, ...]]
 _SERIAL = struct.Struct("Q")  # native, as memoryview.cast("Q") reads it back
 _pack_serial = _SERIAL.pack
 _append = operator.add  # posting bytes + one packed serial: a new bytes object
@@ -468,11 +473,8 @@ class StoryClusterer:
                 story.representative = own
             text = (candidate.title, candidate.summary)
             _, shingles, _, markers, keys = self._signature(text)
-            key_list = _unpack(keys)
-            lists = [*map(self._postings.get, key_list, repeat(b""))]
-            self._insert(
-                article_id, published_at.timestamp(), shingles, markers, keys, key_list, lists, text
-            )
+            lists = [*map(self._postings.get, keys, repeat(b""))]
+            self._insert(article_id, published_at.timestamp(), shingles, markers, keys, lists, text)
             story_of[article_id] = story.key
             story.members.add(article_id)
 
@@ -509,15 +511,15 @@ class StoryClusterer:
                 )
             else:
                 shingle_set = None
-                shingles, held_markers, keys = record[2], record[3], record[4]
+                shingles, held_markers = record[2], record[3]
                 markers = frozenset(held_markers) if held_markers else _NO_MARKERS
+                keys = [*_bottom_keys(_held_hashes(shingles), sketch_size)]
             published_at = candidate.published_at
             at = published_at.timestamp()
             # Each key's posting bytes (b"" where missing), and all their entries in
             # one C-level join: with fewer than min_shared entries in all, no held
             # article can share min_shared keys with this one.
-            key_list = _unpack(keys)
-            lists = [*map(get, key_list, repeat(b""))]
+            lists = [*map(get, keys, repeat(b""))]
             entries = b"".join(lists)
             neighbours = (
                 neighbour_stories(at, shingle_set, shingles, markers, entries)
@@ -542,10 +544,10 @@ class StoryClusterer:
                 renamed[old] = story.key
             # `_insert`, inline: each list replaced by itself plus the new serial.
             serial = self._serial = self._serial + 1
-            update(zip(key_list, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
+            update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
             if len(entries) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
-                self._close_full_lists(key_list)
-            live[serial] = (article_id, at, shingles, held_markers, keys)
+                self._close_full_lists(keys)
+            live[serial] = (article_id, at, shingles, held_markers)
             if not expiry or at >= expiry[-1][0]:
                 expiry.append((at, article_id, serial))
             else:
@@ -598,7 +600,7 @@ class StoryClusterer:
 
     def _signature(
         self, text: tuple[str, str]
-    ) -> tuple[frozenset[int] | None, bytes, frozenset[bytes], tuple[bytes, ...], bytes]:
+    ) -> tuple[frozenset[int] | None, bytes, frozenset[bytes], tuple[bytes, ...], list[int]]:
         """The signature of (title, summary): from a held copy's record if there is one.
 
         The set of bigram hashes is then left to `_neighbour_stories` to build, if
@@ -616,7 +618,7 @@ class StoryClusterer:
                     record[2],
                     frozenset(markers) if markers else _NO_MARKERS,
                     markers,
-                    record[4],
+                    [*_bottom_keys(_held_hashes(record[2]), self.sketch_size)],
                 )
         return _fingerprint(text[0], text[1], self.sketch_size)
 
@@ -626,8 +628,7 @@ class StoryClusterer:
         at: float,
         shingles: bytes,
         markers: tuple[bytes, ...],
-        keys: bytes,
-        key_list: list[int],
+        keys: list[int],
         lists: list[bytes],
         text: tuple[str, str],
     ) -> None:
@@ -635,10 +636,10 @@ class StoryClusterer:
         # replaced by itself plus this serial.
         serial = self._serial = self._serial + 1
         postings = self._postings
-        postings.update(zip(key_list, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
+        postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
         if sum(map(len, lists)) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
-            self._close_full_lists(key_list)
-        self._live[serial] = (article_id, at, shingles, markers, keys)
+            self._close_full_lists(keys)
+        self._live[serial] = (article_id, at, shingles, markers)
         expiry = self._expiry
         if not expiry or at >= expiry[-1][0]:
             expiry.append((at, article_id, serial))
@@ -665,7 +666,7 @@ class StoryClusterer:
         entries: bytes,
     ) -> AbstractSet[int]:
         # is_near_duplicate inlined, cheapest tests first: this loop is the hot path.
-        size = len(shingles) >> 3  # packed 8-byte hashes
+        size = len(shingles) // _HASH_SIZE
         if size < self.min_shingles:
             return _NO_STORIES
         # The serials on at least `min_shared` of the lists, found with C-level calls
@@ -699,7 +700,7 @@ class StoryClusterer:
             if other_shingles is shingles:
                 stories.add(other_story)  # a wire copy: the signature of its record
                 continue
-            other_size = len(other_shingles) >> 3
+            other_size = len(other_shingles) // _HASH_SIZE
             # Jaccard >= t needs the smaller set to be at least t times the larger.
             if not min_size <= other_size <= max_size:
                 continue
@@ -707,8 +708,8 @@ class StoryClusterer:
             if markers.difference(other_markers) and not markers.issuperset(other_markers):
                 continue
             if shingle_set is None:
-                shingle_set = frozenset(_unpack(shingles))
-            inter = len(shingle_set.intersection(_unpack(other_shingles)))
+                shingle_set = frozenset(_held_hashes(shingles))
+            inter = len(shingle_set.intersection(_held_hashes(other_shingles)))
             if inter >= threshold * (size + other_size - inter):
                 stories.add(other_story)
         return stories
@@ -749,8 +750,10 @@ class StoryClusterer:
     def _rebuild_index(self) -> None:
         # Evicted serials would otherwise keep every key of history in memory. One
         # C-level pass: every live (key, serial) pair, appended to a growing list.
-        records = self._live.values()
-        keys = [*map(_unpack, map(operator.itemgetter(4), records))]
+        sketch_size = self.sketch_size
+        keys = [
+            [*_bottom_keys(_held_hashes(record[2]), sketch_size)] for record in self._live.values()
+        ]
         entries = map(repeat, map(_pack_serial, self._live), map(len, keys))
         lists: dict[int, bytearray] = {}
         collections.deque(
