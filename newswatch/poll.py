@@ -307,7 +307,9 @@ class _Poll:
             try:
                 with self.db.errors(), session.begin_nested():
                     stored = store_articles(session, source.id, parsed.records, self.now)
-                    matches = self.processor.process_new(session, stored.new_articles, self.now)
+                    matches = self.processor.process_new(
+                        session, stored.new_articles + stored.revised_articles, self.now
+                    )
                     record_outcomes(
                         session,
                         [self.outcome(source, result, "ok", None, len(stored.new_article_ids))],

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import CursorResult, Table, func, select, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,7 @@ def store_articles(
     dialect = session.get_bind().dialect
     postgres = dialect.name == "postgresql"
     new_articles: list[NewArticle] = []
+    revised_articles: list[NewArticle] = []
     ids_by_key: dict[str, int] = {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
@@ -66,9 +67,23 @@ def store_articles(
         missing = [key for key in chunk if key not in ids_by_key]
         if missing:
             found = session.execute(
-                select(_articles.c.key, _articles.c.id).where(_articles.c.key.in_(missing))
+                select(_articles.c.key, _articles.c.id, _STORED_LENGTH).where(
+                    _articles.c.key.in_(missing)
+                )
             )
-            ids_by_key.update((key, article_id) for key, article_id in found)
+            for key, article_id, stored_length in found:
+                ids_by_key[key] = article_id
+                row = rows[key]
+                if _length(row) > (stored_length or 0) and _revise(session, article_id, row):
+                    revised_articles.append(
+                        NewArticle(
+                            article_id,
+                            row["title"],
+                            row["summary"],
+                            row["content"],
+                            unique[key].match_text,
+                        )
+                    )
 
     sightings = sorted(
         (ids_by_key[key], _text(unique[key].entry_url)) for key in keys if key in ids_by_key
@@ -86,7 +101,33 @@ def store_articles(
         new_sightings=new_sightings,
         duplicates=len(records) - len(new_articles),
         new_articles=new_articles,
+        revised_articles=revised_articles,
     )
+
+
+# One article often reaches us in several outlets' copies (the publisher's feed, a
+# partner's syndication with a shorter summary). Which feed answers first in a poll
+# is network timing, so the article keeps its fullest copy, not its first: the one
+# with the longest summary + content (an equally long copy leaves it as it is).
+_STORED_LENGTH = func.length(_articles.c.summary) + func.coalesce(
+    func.length(_articles.c.content), 0
+)
+
+
+def _length(row: dict[str, Any]) -> int:
+    return len(row["summary"] or "") + len(row["content"] or "")
+
+
+def _revise(session: Session, article_id: int, row: dict[str, Any]) -> bool:
+    """Give a stored article a fuller copy's text; False if a fuller one came first."""
+    # The length test again in the statement: a concurrent poll may have stored a
+    # still fuller copy since we read it, and a shorter copy must never replace it.
+    result = session.execute(
+        update(_articles)
+        .where(_articles.c.id == article_id, _length(row) > _STORED_LENGTH)
+        .values(title=row["title"], summary=row["summary"], content=row["content"])
+    )
+    return bool(cast(CursorResult[Any], result).rowcount)
 
 
 _ARTICLE_COLUMNS = (

@@ -115,6 +115,9 @@ class StoreResult:
     new_sightings: int
     duplicates: int
     new_articles: list[NewArticle] = field(default_factory=list)
+    # Articles stored before whose text this call replaced with a fuller copy's (see
+    # `storage.ingest`): topic matching reads them again.
+    revised_articles: list[NewArticle] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,38 @@ def test_storing_the_same_records_twice_stores_nothing_new(database: Database) -
     assert _count(database, Sighting) == 5
 
 
+def test_a_fuller_copy_from_another_source_replaces_the_stored_text(database: Database) -> None:
+    first, second = add_source(database, "Feed A"), add_source(database, "Feed B")
+    short = article_record(1, summary="<p>Short.</p>")
+    full = article_record(1, source="b", title="Retitled", summary="<p>Short. And more.</p>")
+    with database.session() as s:
+        (article_id,) = store_articles(s, first, [short], NOW).new_article_ids
+    with database.session() as s:
+        result = store_articles(s, second, [full], NOW)
+    assert (result.new_article_ids, [a.id for a in result.revised_articles]) == ([], [article_id])
+    assert result.revised_articles[0].summary == "<p>Short. And more.</p>"
+    with database.session(readonly=True) as s:
+        stored = s.get_one(Article, article_id)
+        assert (stored.title, stored.summary) == ("Retitled", "<p>Short. And more.</p>")
+
+
+def test_a_shorter_or_equally_long_copy_leaves_the_stored_text_as_it_is(
+    database: Database,
+) -> None:
+    first, second = add_source(database, "Feed A"), add_source(database, "Feed B")
+    full = article_record(1, summary="<p>Short. And more.</p>")
+    with database.session() as s:
+        store_articles(s, first, [full], NOW)
+    with database.session() as s:
+        shorter = store_articles(s, second, [article_record(1, summary="<p>Short.</p>")], NOW)
+        same = store_articles(
+            s, second, [article_record(1, summary="<p>Other. And more.</p>")], NOW
+        )
+    assert shorter.revised_articles == same.revised_articles == []
+    with database.session(readonly=True) as s:
+        assert s.scalars(select(Article.summary)).one() == "<p>Short. And more.</p>"
+
+
 def test_repeats_inside_one_batch_are_one_article(database: Database) -> None:
     source = add_source(database)
     with database.session() as s:
