@@ -2,7 +2,7 @@
 
 Runs the poll path's pure stages in one process on N feed files read from disk (no
 HTTP): parse (`sources.parse.parse_feed`), identity (`newswatch.poll.entry_record`),
-match text (`newswatch.parse_pool.with_match_text`; these three run in the poll's parse
+match text (`newswatch.parse_pool.with_derived_fields`; these three run in the poll's parse
 worker process for all but a poll's first bodies),
 store (`storage.ingest.store_articles` with the feed state, one SAVEPOINT per feed and
 a commit per group of feeds as `poll_sources` does), match
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.process_time()
     from newswatch.config import load_config
-    from newswatch.parse_pool import with_match_text
+    from newswatch.parse_pool import with_derived_fields
     from newswatch.poll import GROUP_FEEDS, GROUP_SECONDS, entry_record
     from newswatch.processing import ArticleProcessor
     from sources.parse import parse_feed
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         records = [entry_record(e, url) for e in parsed.entries]
         clock.spent["identity"] += time.process_time() - t
         # The poll's parse worker also cleans the text topic matching reads.
-        records = clock.timed("match text", with_match_text, records)
+        records = clock.timed("match text", with_derived_fields, records)
         entries += len(records)
         t = time.process_time()
         wall = time.monotonic()

@@ -91,7 +91,9 @@ def forget_cached_clusterers() -> None:
 
 
 def _candidate(article: StoryArticle) -> StoryCandidate:
-    return StoryCandidate(article.id, article.published_at, article.title, article.summary)
+    return StoryCandidate(
+        article.id, article.published_at, article.title, article.summary, sketch=article.sketch
+    )
 
 
 def assign_stories(

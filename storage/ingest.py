@@ -125,7 +125,9 @@ def _revise(session: Session, article_id: int, row: dict[str, Any]) -> bool:
     result = session.execute(
         update(_articles)
         .where(_articles.c.id == article_id, _length(row) > _STORED_LENGTH)
-        .values(title=row["title"], summary=row["summary"], content=row["content"])
+        .values(
+            title=row["title"], summary=row["summary"], content=row["content"], sketch=row["sketch"]
+        )
     )
     return bool(cast(CursorResult[Any], result).rowcount)
 
@@ -141,6 +143,7 @@ _ARTICLE_COLUMNS = (
     "content",
     "author",
     "language",
+    "sketch",
     "published_at",
     "first_seen_at",
 )
@@ -195,12 +198,12 @@ def _insert_articles(
 # ones), which made the VALUES form several times slower per row.
 _PG_INSERT_ARTICLES = text(
     "INSERT INTO articles (key, key_kind, url, canonical_url, guid, title, summary, content,"
-    " author, language, published_at, first_seen_at)"
+    " author, language, sketch, published_at, first_seen_at)"
     " SELECT * FROM unnest("
     "CAST(:key AS text[]), CAST(:key_kind AS text[]), CAST(:url AS text[]),"
     " CAST(:canonical_url AS text[]), CAST(:guid AS text[]), CAST(:title AS text[]),"
     " CAST(:summary AS text[]), CAST(:content AS text[]), CAST(:author AS text[]),"
-    " CAST(:language AS text[]), CAST(:published_at AS timestamptz[]),"
+    " CAST(:language AS text[]), CAST(:sketch AS bytea[]), CAST(:published_at AS timestamptz[]),"
     " CAST(:first_seen_at AS timestamptz[])) AS t(key) ORDER BY key"
     " ON CONFLICT (key) DO NOTHING RETURNING id, key"
 )
@@ -282,6 +285,7 @@ def _article_row(record: ArticleRecord, now: datetime) -> dict[str, Any]:
         "content": _text(record.content),
         "author": _text(record.author),
         "language": _language(record.language),
+        "sketch": record.sketch,
         "published_at": _utc(record.published_at or now),
         "first_seen_at": _utc(now),
     }

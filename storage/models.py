@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -165,7 +166,9 @@ class Article(Base):
     published_at: Mapped[datetime]  # feed date, or first-seen time when missing or absurd
     first_seen_at: Mapped[datetime]
     story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="SET NULL"))
-    fingerprint: Mapped[int | None] = mapped_column(BigInteger)  # near-duplicate signature
+    fingerprint: Mapped[int | None] = mapped_column(BigInteger)  # unused
+    # watch.cluster.sketch of the title and summary: clustering reads it, nothing else
+    sketch: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
     __table_args__ = (
         Index("ix_articles_first_seen_at", "first_seen_at"),

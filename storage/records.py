@@ -78,6 +78,9 @@ class ArticleRecord:
     # The plain text topic matching reads (`newswatch.parse_pool.match_text` of the
     # summary and content as stored), when the parse worker process computed it.
     match_text: str | None = None
+    # The story clustering signature of the title and summary as stored
+    # (`watch.cluster.sketch`), when the parse worker process computed it.
+    sketch: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

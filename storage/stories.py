@@ -58,6 +58,7 @@ class StoryArticle:
     title: str
     summary: str
     story_id: int | None
+    sketch: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +104,19 @@ def bump_story_clock(session: Session) -> int:
 
 def _rows(session: Session, stmt: object) -> Iterator[StoryArticle]:
     for row in session.execute(stmt).yield_per(2000):  # type: ignore[call-overload]
-        yield StoryArticle(row.id, row.published_at, row.title, row.summary, row.story_id)
+        yield StoryArticle(
+            row.id, row.published_at, row.title, row.summary, row.story_id, row.sketch
+        )
 
 
-_COLUMNS = (Article.id, Article.published_at, Article.title, Article.summary, Article.story_id)
+_COLUMNS = (
+    Article.id,
+    Article.published_at,
+    Article.title,
+    Article.summary,
+    Article.story_id,
+    Article.sketch,
+)
 
 
 def window_articles(session: Session, since: datetime) -> Iterator[StoryArticle]:

@@ -31,6 +31,7 @@ from storage.db import Database
 from storage.ingest import store_articles
 from storage.models import Article, FeedState, Match, Sighting, Source, Topic
 from storage.records import DueSource
+from storage.stories import unclustered_articles
 from storage.topics import articles_by_id
 from tests.fixtures.db import add_source
 from tests.fixtures.http import FeedServer, Hang, html_with_feed_link
@@ -44,6 +45,7 @@ from tests.test_poll_pipeline import (
     story,
     write_config,
 )
+from watch.cluster import sketch
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 BOZO_RSS = (
@@ -349,6 +351,22 @@ def test_the_cli_exits_cleanly_after_a_poll_that_used_the_pool(
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert count(sqlite_url, Sighting) == (parse_pool.POOL_FROM + 6) * 5 + 2
+
+
+@pytest.mark.parametrize("name", ["HuffPostCanada.xml", "AtomEscapedHTMLInPreTag.xml"])
+def test_the_story_sketch_a_worker_computes_is_that_of_the_stored_title_and_summary(
+    database: Database, corpus_dir: Path, name: str
+) -> None:
+    body = (corpus_dir / "feedjira-sample-feeds" / name).read_bytes()
+    parsed = parse_pool._parse_in_worker(body, "https://corpus.example/feed", None)
+    assert isinstance(parsed, ParsedBody)
+    source = add_source(database)
+    with database.session() as s:
+        store_articles(s, source, parsed.records, NOW)
+    with database.session(readonly=True) as s:
+        stored = unclustered_articles(s, limit=1000)
+    assert len(stored) == len(parsed.records) > 0
+    assert [a.sketch for a in stored] == [sketch(a.title, a.summary) for a in stored]
 
 
 def test_the_text_a_worker_computes_for_matching_is_what_the_stored_article_gives(
