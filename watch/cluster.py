@@ -794,26 +794,24 @@ class StoryClusterer:
         return base, merged
 
     def _rebuild_index(self) -> None:
-        # Evicted serials would otherwise keep every key of history in memory. One
-        # C-level pass: every live (key, serial) pair, appended to a growing list.
+        # Evicted serials would otherwise keep every key of history in memory. C-level
+        # passes: every live (key, serial) pair appended to its key's list of ints,
+        # then each list packed at once (a list longer than the bound is boilerplate).
         sketch_size = self.sketch_size
-        keys = [
-            [*_bottom_keys(_held_hashes(record[2]), sketch_size)] for record in self._live.values()
-        ]
-        entries = map(repeat, map(_pack_serial, self._live), map(len, keys))
-        lists: dict[int, bytearray] = {}
+        live = self._live
+        keys = [[*_bottom_keys(_held_hashes(record[2]), sketch_size)] for record in live.values()]
+        lists: collections.defaultdict[int, list[int]] = collections.defaultdict(list)
         collections.deque(
             map(
-                bytearray.extend,
-                map(lists.setdefault, itertools.chain.from_iterable(keys), iter(bytearray, None)),
-                itertools.chain.from_iterable(entries),
+                list.append,
+                map(lists.__getitem__, itertools.chain.from_iterable(keys)),
+                itertools.chain.from_iterable(map(repeat, live, map(len, keys))),
             ),
             maxlen=0,
         )
-        postings: dict[int, bytes] = dict(zip(lists, map(bytes, lists.values())))  # noqa: B905
-        for key in itertools.compress(
-            lists, map(_MAX_POSTING_BYTES.__lt__, map(len, lists.values()))
-        ):
-            postings[key] = _FULL
-        self._postings = postings
+        pack = _SERIAL_PACKERS
+        self._postings = {
+            key: pack[len(serials)](*serials) if len(serials) <= _MAX_POSTING_SERIALS else _FULL
+            for key, serials in lists.items()
+        }
         self._removed = 0
