@@ -198,6 +198,18 @@ def load_rate(items: list[StoryCandidate], story_keys: dict[int, int]) -> float:
     return len(known) / (time.process_time() - started)
 
 
+def _yardstick_ms() -> float:
+    """bench.run's yardstick (feedparser on 20 generated feeds), ms of CPU a feed."""
+    import tempfile
+
+    from bench import gen_feeds
+    from bench.run import calibrate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gen_feeds.generate(Path(tmp), 20)
+        return calibrate(Path(tmp))["feedparser_ms_per_feed_cpu"]
+
+
 def integrated(per_poll: int, polls: int) -> None:
     import tempfile
 
@@ -324,6 +336,11 @@ def main() -> None:
         )
     # A fixed pure-Python workload, to compare runs across machines and loads.
     reference = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
+    yardstick = _yardstick_ms()
+    print(
+        f"yardstick (bench.run's): feedparser {yardstick:.0f} ms of CPU a generated feed, "
+        f"{yardstick / 25:.1f}x the 25 ms of issue 7's quiet machine"
+    )
     print(f"reference: sum(range(1000)) takes {reference:.1f} µs on this machine now")
 
 
