@@ -172,8 +172,8 @@ class ArticleProcessor:
         return store_matches(session, self.matches(articles_by_id(session, article_ids)), now)
 
     def process_new(self, session: Session, articles: Sequence[NewArticle], now: datetime) -> int:
-        """Match the articles `store_articles` just inserted in this transaction, from the
-        text it stored (no read back); returns the new matches."""
+        """Match the articles `store_articles` just inserted or revised in this
+        transaction, from the text it stored (no read back); returns the new matches."""
         if self.matcher is None or not articles:
             return 0
         return store_matches(session, self.matches(articles), now)

@@ -53,16 +53,7 @@ def store_articles(
             else _insert_articles(session, dialect, list(rows.values()))
         )
         for article_id, key in inserted:
-            row = rows[key]
-            new_articles.append(
-                NewArticle(
-                    article_id,
-                    row["title"],
-                    row["summary"],
-                    row["content"],
-                    unique[key].match_text,
-                )
-            )
+            new_articles.append(_as_stored(article_id, rows[key], unique[key]))
             ids_by_key[key] = article_id
         missing = [key for key in chunk if key not in ids_by_key]
         if missing:
@@ -75,15 +66,7 @@ def store_articles(
                 ids_by_key[key] = article_id
                 row = rows[key]
                 if _length(row) > (stored_length or 0) and _revise(session, article_id, row):
-                    revised_articles.append(
-                        NewArticle(
-                            article_id,
-                            row["title"],
-                            row["summary"],
-                            row["content"],
-                            unique[key].match_text,
-                        )
-                    )
+                    revised_articles.append(_as_stored(article_id, row, unique[key]))
 
     sightings = sorted(
         (ids_by_key[key], _text(unique[key].entry_url)) for key in keys if key in ids_by_key
@@ -103,6 +86,10 @@ def store_articles(
         new_articles=new_articles,
         revised_articles=revised_articles,
     )
+
+
+def _as_stored(article_id: int, row: dict[str, Any], record: ArticleRecord) -> NewArticle:
+    return NewArticle(article_id, row["title"], row["summary"], row["content"], record.match_text)
 
 
 # One article often reaches us in several outlets' copies (the publisher's feed, a

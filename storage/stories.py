@@ -23,6 +23,7 @@ from datetime import datetime
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from storage.dialect import insert
 from storage.models import Article, Story, StoryClock
@@ -119,23 +120,19 @@ _COLUMNS = (
 )
 
 
+def _in_window(since: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (Article.story_id.is_not(None), Article.published_at >= since)
+
+
 def window_articles(session: Session, since: datetime) -> Iterator[StoryArticle]:
     """Clustered articles published at or after `since`, by id (streamed)."""
-    stmt = (
-        select(*_COLUMNS)
-        .where(Article.story_id.is_not(None), Article.published_at >= since)
-        .order_by(Article.id)
-    )
+    stmt = select(*_COLUMNS).where(*_in_window(since)).order_by(Article.id)
     return _rows(session, stmt)
 
 
 def window_story_ids(session: Session, since: datetime) -> list[int]:
     """The stories of the articles `window_articles(session, since)` yields."""
-    stmt = (
-        select(Article.story_id)
-        .where(Article.story_id.is_not(None), Article.published_at >= since)
-        .distinct()
-    )
+    stmt = select(Article.story_id).where(*_in_window(since)).distinct()
     return [story_id for story_id in session.scalars(stmt) if story_id is not None]
 
 

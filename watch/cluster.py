@@ -138,7 +138,7 @@ class Signature:
 
     `shingles`: stable 64-bit hashes of the word bigrams; `markers`: the numbers,
     number words and weekdays (the conflict check); `keys`: the bottom-k index keys.
-    Computed from the text in about 20 µs, so storage need not persist it.
+    Computed from the text in about 30 µs; `sketch` is the form storage keeps.
     """
 
     shingles: frozenset[int]
@@ -337,6 +337,11 @@ def _from_sketch(sketch: bytes | None) -> tuple[bytes, tuple[bytes, ...]] | None
     return sketch[2:end], tuple(sketch[end:].split())
 
 
+def _held_keys(held: bytes, sketch_size: int) -> list[int]:
+    """The index keys of a held article, from its sorted, packed bigram hashes."""
+    return [*_bottom_keys(_held_hashes(held), sketch_size)]
+
+
 def _bottom_keys(ordered: Iterable[int], sketch_size: int) -> Iterator[int]:
     """The index keys: the smallest `sketch_size` bigram hashes but stopword-only ones."""
     # Stopword-only bigrams ("of the") would put most articles on one posting list.
@@ -508,12 +513,7 @@ class StoryClusterer:
             if own < story.representative:
                 story.representative = own
             text = (candidate.title, candidate.summary)
-            stored = _from_sketch(candidate.sketch)
-            if stored is None:
-                _, shingles, _, markers, keys = self._signature(text)
-            else:
-                shingles, markers = stored
-                keys = [*_bottom_keys(_held_hashes(shingles), self.sketch_size)]
+            _, shingles, _, markers, keys = self._signature(text, candidate.sketch)
             lists = [*map(self._postings.get, keys, repeat(b""))]
             self._insert(article_id, published_at.timestamp(), shingles, markers, keys, lists, text)
             story_of[article_id] = story.key
@@ -559,7 +559,7 @@ class StoryClusterer:
                 shingle_set = None
                 shingles, held_markers = stored
                 markers = frozenset(held_markers) if held_markers else _NO_MARKERS
-                keys = [*_bottom_keys(_held_hashes(shingles), sketch_size)]
+                keys = _held_keys(shingles, sketch_size)
             published_at = candidate.published_at
             at = published_at.timestamp()
             # Each key's posting bytes (b"" where missing), and all their entries in
@@ -645,28 +645,31 @@ class StoryClusterer:
             self._rebuild_index()
 
     def _signature(
-        self, text: tuple[str, str]
+        self, text: tuple[str, str], stored_sketch: bytes | None
     ) -> tuple[frozenset[int] | None, bytes, frozenset[bytes], tuple[bytes, ...], list[int]]:
-        """The signature of (title, summary): from a held copy's record if there is one.
+        """The signature of (title, summary): from its stored sketch, or a held copy's
+        record, or else the text (`add` does the same inline).
 
-        The set of bigram hashes is then left to `_neighbour_stories` to build, if
-        it needs it at all.
+        Without the text's fingerprint, the set of bigram hashes is left to
+        `_neighbour_stories` to build, if it needs it at all.
         """
-        serial = self._copies.get(text)
-        if serial is None:
-            serial = self._older_copies.get(text)
-        if serial is not None:
-            record = self._live.get(serial)
-            if record is not None:
-                markers = record[3]
-                return (
-                    None,
-                    record[2],
-                    frozenset(markers) if markers else _NO_MARKERS,
-                    markers,
-                    [*_bottom_keys(_held_hashes(record[2]), self.sketch_size)],
-                )
-        return _fingerprint(text[0], text[1], self.sketch_size)
+        stored = _from_sketch(stored_sketch)
+        if stored is None:
+            serial = self._copies.get(text)
+            if serial is None:
+                serial = self._older_copies.get(text)
+            record = None if serial is None else self._live.get(serial)
+            if record is None:
+                return _fingerprint(text[0], text[1], self.sketch_size)
+            stored = record[2], record[3]
+        held, markers = stored
+        return (
+            None,
+            held,
+            frozenset(markers) if markers else _NO_MARKERS,
+            markers,
+            _held_keys(held, self.sketch_size),
+        )
 
     def _insert(
         self,
@@ -799,7 +802,7 @@ class StoryClusterer:
         # then each list packed at once (a list longer than the bound is boilerplate).
         sketch_size = self.sketch_size
         live = self._live
-        keys = [[*_bottom_keys(_held_hashes(record[2]), sketch_size)] for record in live.values()]
+        keys = [_held_keys(record[2], sketch_size) for record in live.values()]
         lists: collections.defaultdict[int, list[int]] = collections.defaultdict(list)
         collections.deque(
             map(
