@@ -10,8 +10,6 @@ Real loopback feed servers, real SQLite and PostgreSQL, real `newswatch` process
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,11 +25,9 @@ from newswatch.runs import close_databases, database, plan_poll, poll_batch, pol
 from storage.models import Article, Sighting
 from tests.fixtures.http import Delay, FeedServer
 from tests.test_poll_pipeline import (
-    _wait_for,
-    cli,
-    cli_env,
     count,
     feed_states,
+    kill_poll_when,
     load,
     rss,
     sightings_by_source,
@@ -173,17 +169,7 @@ def test_a_poll_killed_between_commits_loses_only_uncommitted_feeds_and_the_next
         for f in range(30)
     }
     config = write_config(tmp_path, feeds)
-    proc = subprocess.Popen(
-        cli(config, "poll"),
-        env=cli_env(database_url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for(lambda: count(database_url, Sighting) > 0, timeout=60)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_poll_when(config, database_url, lambda: count(database_url, Sighting) > 0)
 
     stored = sightings_by_source(database_url)
     committed = {name for name, state in feed_states(database_url).items() if state.etag}

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -265,6 +265,23 @@ def _wait_for(condition: object, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+def kill_poll_when(
+    config: Path, database_url: str, condition: Callable[[], bool], timeout: float = 60
+) -> None:
+    """Run `newswatch poll` as its own process and SIGKILL it once `condition()` holds."""
+    proc = subprocess.Popen(
+        cli(config, "poll"),
+        env=cli_env(database_url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(condition, timeout)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 def test_poll_killed_mid_way_then_run_again_loses_and_duplicates_nothing(
     tmp_path: Path, feed_server: FeedServer, database_url: str
 ) -> None:
@@ -282,19 +299,11 @@ def test_poll_killed_mid_way_then_run_again_loses_and_duplicates_nothing(
         {**fast, "Slow": slow},
         poll={"read_timeout": 60, "feed_timeout": 60, "deadline": 60},
     )
-    proc = subprocess.Popen(
-        cli(config, "poll"),
-        env=cli_env(database_url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    # Killed once the fast feeds are stored, while the slow one is still dripping.
+    kill_poll_when(
+        config, database_url, lambda: sum(sightings_by_source(database_url).values()) == 30
     )
-    try:
-        # Killed once the fast feeds are stored, while the slow one is still dripping.
-        _wait_for(lambda: sum(sightings_by_source(database_url).values()) == 30)
-        assert feed_server.requests_to("/slow.xml")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    assert feed_server.requests_to("/slow.xml")
     killed = feed_states(database_url)
     assert {name: s.etag for name, s in killed.items() if s.etag} == {
         f"Fast {f}": f'"f{f}"' for f in range(3)
@@ -325,17 +334,7 @@ def test_after_a_kill_the_stored_etag_always_comes_with_the_feeds_articles(
         for f in range(6)
     }
     config = write_config(tmp_path, feeds)
-    proc = subprocess.Popen(
-        cli(config, "poll"),
-        env=cli_env(database_url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for(lambda: count(database_url, Sighting) > 0)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_poll_when(config, database_url, lambda: count(database_url, Sighting) > 0)
 
     stored = sightings_by_source(database_url)
     for name, state in feed_states(database_url).items():
