@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import tracemalloc
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import watch.cluster
 from watch.cluster import (
     DEFAULT_THRESHOLD,
     StoryCandidate,
@@ -215,9 +217,46 @@ def test_eviction_keeps_only_the_articles_inside_the_window() -> None:
     assert len(clusterer) == len(inside) == 25
 
 
+def test_memory_is_bounded_by_the_window_not_by_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The cache of recent wire-copy texts has a fixed bound of its own: made small
+    # here, so that what remains to grow with history is the index and the stories.
+    monkeypatch.setattr(watch.cluster, "_COPY_GENERATION", 8)
+    clusterer = StoryClusterer(window=timedelta(hours=24))
+    vocabulary = [f"word{n}" for n in range(400)]
+
+    def feed(days: range) -> None:
+        for hour in range(days.start * 24, days.stop * 24):
+            batch = [
+                candidate(
+                    hour * 5 + k + 1,
+                    " ".join(vocabulary[(hour * 37 + k * 11 + w * 7) % 400] for w in range(30)),
+                    hours=hour + k / 5,
+                    title=f"Report {hour} {k}",
+                )
+                for k in range(5)
+            ]
+            clusterer.add(batch)
+            clusterer.evict(batch[-1].published_at)
+
+    tracemalloc.start()
+    try:
+        feed(range(0, 3))
+        after_three_days = tracemalloc.get_traced_memory()[0]
+        feed(range(3, 12))
+        after_twelve_days = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(clusterer) <= 125
+    # 9 more days of history, the same window: the same memory give or take
+    # where the window's index partitions stand.
+    assert after_twelve_days < 1.5 * after_three_days
+
+
 def test_a_copy_still_joins_its_story_after_the_index_dropped_evicted_entries() -> None:
-    # 2,076 evictions (more than 2 x 1,024) after the last batch: the index is rebuilt
-    # from the held articles just before the copy arrives.
+    # Many windows of articles before the copy: the index partitions of all but the
+    # last window or two were dropped whole.
     clusterer = StoryClusterer(window=timedelta(hours=24))
     stream = [candidate(n, f"{UNRELATED} {n}", hours=n) for n in range(1, 2101)]
     for start in range(0, len(stream), 50):

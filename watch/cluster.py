@@ -33,10 +33,12 @@ Identity: a story's key is the smallest article id it has ever contained (ids gr
 with arrival, so the key of a growing story never changes); when stories merge the
 smallest key survives. The representative is the earliest published article, ties
 broken by the smaller article id. Memory holds only the articles inside the window
-(`evict`); a story whose articles were all evicted is forgotten. The index keeps an
-evicted article's entries (they are skipped) until twice the window's worth of
-evictions, then is rebuilt from the held articles: bounded by the window, and
-eviction never visits cold posting lists. Held state is tuples of atomic values and
+(`evict`); a story whose articles were all evicted is forgotten. The index is
+partitioned by publication time, one partition a window long: an article's
+neighbours are in its own partition or the two beside it, and an evicted article's
+entries (skipped when met) go when its whole partition has left the window, dropped
+at once: at most two windows' worth, and eviction never visits cold posting lists
+nor rebuilds anything. Held state is tuples of atomic values and
 bytes, which the cyclic GC does not traverse: collections stay cheap however large
 the window. A wire copy carried verbatim by several outlets (the same title and
 summary as a recently added article still held) takes that article's signature
@@ -93,7 +95,6 @@ DEFAULT_MIN_SHARED_KEYS = 2
 _MAX_TITLE_WORDS = 40
 _MAX_SUMMARY_WORDS = 50
 _SUMMARY_HEAD_CHARS = 4000
-_MIN_SWEEP = 1024  # evictions between two rebuilds of the index: at least twice this
 
 _TAG = re.compile(r"<[^>]*>")
 # WordPress appends this to every excerpt; it would make syndicated copies differ.
@@ -378,8 +379,6 @@ def is_near_duplicate(
 _Record = tuple[int, float, bytes, tuple[bytes, ...]]
 _SERIAL = struct.Struct("Q")  # native, as memoryview.cast("Q") reads it back
 _pack_serial = _SERIAL.pack
-_MAX_POSTING_SERIALS = _MAX_POSTING_BYTES // _SERIAL.size
-_SERIAL_PACKERS = [struct.Struct(f"{n}Q").pack for n in range(_MAX_POSTING_SERIALS + 1)]
 _append = operator.add  # posting bytes + one packed serial: a new bytes object
 _NO_STORIES: frozenset[int] = frozenset()
 # Wire copies: the (title, summary) of recently added articles, to the serial of the
@@ -404,6 +403,12 @@ class _Full(bytes):
 
 
 _FULL = _Full()
+
+
+def _close_full_lists(postings: dict[int, bytes], keys: Iterable[int]) -> None:
+    for key in keys:
+        if len(postings[key]) > _MAX_POSTING_BYTES:
+            postings[key] = _FULL
 
 
 @dataclass(slots=True)
@@ -447,14 +452,19 @@ class StoryClusterer:
         self._story_of: dict[int, int] = {}
         self._live: dict[int, _Record] = {}
         self._serial = 0
-        # Index key -> the serials of the articles holding it, 8 native bytes each,
-        # as bytes (invisible to the GC) replaced by a longer copy on each append:
-        # one allocation, and looking up a missing key creates nothing. Posting
-        # entries name insertions, not articles, so an article evicted and added
-        # again cannot meet the entries of its first stay; those are dropped by a
-        # rebuild.
-        self._postings: dict[int, bytes] = {}
-        self._removed = 0  # articles evicted since the index was last rebuilt
+        # The index, in partitions of publication time `window` long (partition
+        # number: POSIX timestamp // window): in each, index key -> the serials of the
+        # partition's articles holding it, 8 native bytes each, as bytes (invisible to
+        # the GC) replaced by a longer copy on each append: one allocation, and
+        # looking up a missing key creates nothing. An article's neighbours are in its
+        # own partition or the two beside it. Evicted articles' entries stay (a dead
+        # serial is skipped) until their whole partition has left the window, which
+        # `evict` then drops at once: never more than two windows' worth, and no
+        # posting list is visited to clean it. Posting entries name insertions, not
+        # articles, so an article evicted and added again cannot meet the entries
+        # of its first stay.
+        self._span = window.total_seconds()
+        self._partitions: dict[int, dict[int, bytes]] = {}
         self._stories: dict[int, _Story] = {}
         # (published_at timestamp, article id, serial) of each held article: in
         # arrival order while publication times do not go back (the usual case:
@@ -514,8 +524,7 @@ class StoryClusterer:
                 story.representative = own
             text = (candidate.title, candidate.summary)
             _, shingles, _, markers, keys = self._signature(text, candidate.sketch)
-            lists = [*map(self._postings.get, keys, repeat(b""))]
-            self._insert(article_id, published_at.timestamp(), shingles, markers, keys, lists, text)
+            self._insert(article_id, published_at.timestamp(), shingles, markers, keys, text)
             story_of[article_id] = story.key
             story.members.add(article_id)
 
@@ -525,11 +534,11 @@ class StoryClusterer:
         renamed: dict[int, int] = {}
         story_of = self._story_of
         stories = self._stories
-        get = self._postings.get  # the index is only rebuilt by evict
+        partitions = self._partitions
+        span = self._span
         live = self._live
         expiry = self._expiry
         copies = self._copies
-        update = self._postings.update
         live_get = live.get
         sketch_size = self.sketch_size
         neighbour_stories = self._neighbour_stories
@@ -562,11 +571,22 @@ class StoryClusterer:
                 keys = _held_keys(shingles, sketch_size)
             published_at = candidate.published_at
             at = published_at.timestamp()
-            # Each key's posting bytes (b"" where missing), and all their entries in
-            # one C-level join: with fewer than min_shared entries in all, no held
-            # article can share min_shared keys with this one.
-            lists = [*map(get, keys, repeat(b""))]
+            # Each key's posting bytes (b"" where missing) in the article's partition,
+            # and all their entries there and in the partitions beside it in C-level
+            # joins: with fewer than min_shared entries in all, no held article can
+            # share min_shared keys with this one.
+            part = int(at // span)
+            postings = partitions.get(part)
+            if postings is None:
+                postings = partitions[part] = {}
+            lists = [*map(postings.get, keys, repeat(b""))]
             entries = b"".join(lists)
+            earlier = partitions.get(part - 1)
+            if earlier:
+                entries += b"".join(map(earlier.get, keys, repeat(b"")))
+            later = partitions.get(part + 1)
+            if later:
+                entries += b"".join(map(later.get, keys, repeat(b"")))
             neighbours = (
                 neighbour_stories(at, shingle_set, shingles, markers, entries)
                 if len(entries) >= min_entries
@@ -590,9 +610,9 @@ class StoryClusterer:
                 renamed[old] = story.key
             # `_insert`, inline: each list replaced by itself plus the new serial.
             serial = self._serial = self._serial + 1
-            update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
+            postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
             if len(entries) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
-                self._close_full_lists(keys)
+                _close_full_lists(postings, keys)
             live[serial] = (article_id, at, shingles, held_markers)
             if not expiry or at >= expiry[-1][0]:
                 expiry.append((at, article_id, serial))
@@ -632,17 +652,19 @@ class StoryClusterer:
         live_pop = self._live.pop
         stories = self._stories
         for _, article_id, serial in gone:
-            # Its posting entries stay behind until the next rebuild (a dead serial
-            # is skipped when found): removing them would visit sixteen cold lists.
+            # Its posting entries stay behind until its partition is dropped (a dead
+            # serial is skipped when found): removing them would visit sixteen cold lists.
             live_pop(serial)
             key = story_pop(article_id)
             members = stories[key].members
             members.discard(article_id)
             if not members:
                 del stories[key]
-        self._removed += len(gone)
-        if self._removed > 2 * max(_MIN_SWEEP, len(self._live)):
-            self._rebuild_index()
+        # Partition p holds articles published in [p * span, (p + 1) * span): once
+        # that ends at or before the horizon, they have all been evicted.
+        last_gone = int(horizon // self._span) - 1
+        for part in [p for p in self._partitions if p <= last_gone]:
+            del self._partitions[part]
 
     def _signature(
         self, text: tuple[str, str], stored_sketch: bytes | None
@@ -678,16 +700,19 @@ class StoryClusterer:
         shingles: bytes,
         markers: tuple[bytes, ...],
         keys: list[int],
-        lists: list[bytes],
         text: tuple[str, str],
     ) -> None:
-        # As in `add`: each of its keys' posting bytes (`lists`, as looked up)
-        # replaced by itself plus this serial.
+        # As in `add`: each of its keys' posting bytes in its partition replaced by
+        # itself plus this serial.
         serial = self._serial = self._serial + 1
-        postings = self._postings
+        part = int(at // self._span)
+        postings = self._partitions.get(part)
+        if postings is None:
+            postings = self._partitions[part] = {}
+        lists = [*map(postings.get, keys, repeat(b""))]
         postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
         if sum(map(len, lists)) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
-            self._close_full_lists(keys)
+            _close_full_lists(postings, keys)
         self._live[serial] = (article_id, at, shingles, markers)
         expiry = self._expiry
         if not expiry or at >= expiry[-1][0]:
@@ -699,12 +724,6 @@ class StoryClusterer:
                 self._older_copies = self._copies
                 self._copies = {}
             self._copies[text] = serial
-
-    def _close_full_lists(self, keys: Iterable[int]) -> None:
-        postings = self._postings
-        for key in keys:
-            if len(postings[key]) > _MAX_POSTING_BYTES:
-                postings[key] = _FULL
 
     def _neighbour_stories(
         self,
@@ -795,26 +814,3 @@ class StoryClusterer:
         base.representative = representative
         merged = tuple(sorted(k for k in keys if k != survivor_key))
         return base, merged
-
-    def _rebuild_index(self) -> None:
-        # Evicted serials would otherwise keep every key of history in memory. C-level
-        # passes: every live (key, serial) pair appended to its key's list of ints,
-        # then each list packed at once (a list longer than the bound is boilerplate).
-        sketch_size = self.sketch_size
-        live = self._live
-        keys = [_held_keys(record[2], sketch_size) for record in live.values()]
-        lists: collections.defaultdict[int, list[int]] = collections.defaultdict(list)
-        collections.deque(
-            map(
-                list.append,
-                map(lists.__getitem__, itertools.chain.from_iterable(keys)),
-                itertools.chain.from_iterable(map(repeat, live, map(len, keys))),
-            ),
-            maxlen=0,
-        )
-        pack = _SERIAL_PACKERS
-        self._postings = {
-            key: pack[len(serials)](*serials) if len(serials) <= _MAX_POSTING_SERIALS else _FULL
-            for key, serials in lists.items()
-        }
-        self._removed = 0
