@@ -127,6 +127,25 @@ DEMANDS = [
     "international monitors", "compensation", "new elections", "restraint",
     "an emergency session",
 ]  # fmt: skip
+FIRST_NAMES = [
+    "Ahmed", "Mehmet", "David", "Omar", "Ayse", "Yosef", "Layla", "Murat", "Rania",
+    "Eitan", "Khaled", "Zeynep", "Nadia", "Avi", "Hassan", "Elif", "Samir", "Noa",
+    "Karim", "Fatma", "Tamar", "Yusuf", "Mariam", "Emre", "Ali", "Dalia", "Burak",
+    "Rami", "Shira", "Hana",
+]  # fmt: skip
+UNITS = [
+    "Division", "Brigade", "Regiment", "Battalion", "Corps", "Commando Unit",
+    "Border Guard", "Civil Defence Directorate", "Relief Committee", "Water Authority",
+]  # fmt: skip
+PLACE_PREFIXES = [
+    "Kafr", "Tal", "Ain", "Beit", "Deir", "Jabal", "Wadi", "Khirbet", "Ras", "Umm",
+    "Bir", "Qasr", "Marj", "Tell", "Nahr",
+]  # fmt: skip
+SYLLABLES = [
+    "ab", "ba", "dar", "el", "fa", "ga", "ha", "ja", "ka", "lu", "ma", "na", "qa", "ra",
+    "sa", "ta", "wa", "ya", "za", "mir", "tun", "shi", "kor", "han", "bel", "dun", "sur",
+    "am", "ir", "ul",
+]  # fmt: skip
 OUTLET_WORDS = [
     "Daily", "Herald", "Monitor", "Observer", "Times", "Post", "Review", "Wire",
     "Gazette", "Tribune", "Courier", "Eye", "Report", "News", "Dispatch", "Chronicle",
@@ -173,20 +192,28 @@ def _headline(rng: random.Random) -> str:
     )
 
 
+def _village(rng: random.Random) -> str:
+    """A place name of the kind a lede names: 1 in ~100,000, as real village names are."""
+    word = "".join(rng.choices(SYLLABLES, k=rng.randint(2, 3)))
+    return f"{rng.choice(PLACE_PREFIXES)} {word.capitalize()}"
+
+
 def _sentences(rng: random.Random) -> list[str]:
-    """A story's lede (two sentences of its own: who, what, how many, where, when)
-    and one boilerplate sentence. Copies of a story share its lede; two stories
-    share at most a few phrases of it, as two real events reported by one desk do.
+    """A story's lede (two sentences of its own: who, what, how many, where, when,
+    with the names of people, places and units only it mentions) and a boilerplate
+    sentence. Copies of a story share its lede; two stories share common phrases
+    ("on Monday after", "were killed in") and boilerplate, as two real reports do.
     """
-    city, other_city = rng.sample(CITIES, 2)
     first = (
         f"{rng.choice(ACTORS).capitalize()} {rng.choice(VERBS)} {rng.choice(SUBJECTS)} "
         f"on {rng.choice(WEEKDAYS)} after {rng.randrange(2, 400)} {rng.choice(GROUPS)} "
-        f"were {rng.choice(FATES)} in {city}, {rng.choice(ATTRIBUTIONS)}"
+        f"were {rng.choice(FATES)} in {_village(rng)}, {rng.randrange(3, 90)} km from "
+        f"{rng.choice(CITIES)}, {rng.choice(ATTRIBUTIONS)}"
     )
     second = (
-        f"{rng.choice(SPEAKERS)} {rng.choice(SURNAMES)} said {rng.randrange(2, 90)} "
-        f"{rng.choice(THINGS)} had been {rng.choice(STATES)} near {other_city} since "
+        f"{rng.choice(SPEAKERS)} {rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)} of the "
+        f"{rng.randrange(1, 99)}th {rng.choice(UNITS)} said {rng.randrange(2, 90)} "
+        f"{rng.choice(THINGS)} had been {rng.choice(STATES)} near {_village(rng)} since "
         f"{rng.choice(MONTHS)} {rng.randrange(1, 29)} and called for {rng.choice(DEMANDS)}"
     )
     return [first, second, rng.choice(FILLER)]
