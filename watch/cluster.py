@@ -761,6 +761,15 @@ class StoryClusterer:
             other = live_get(serial)
             if other is None:
                 continue  # evicted
+            # The conflict veto first: candidates found through common phrases ("on
+            # Monday after") mostly differ in a number or weekday.
+            other_markers = other[3]
+            if (
+                markers
+                and markers.difference(other_markers)
+                and not markers.issuperset(other_markers)
+            ):
+                continue
             other_story = story_of[other[0]]
             if other_story in stories or abs(other[1] - at) > window:
                 continue  # already a neighbour story, or too far apart
@@ -771,9 +780,6 @@ class StoryClusterer:
             other_size = len(other_shingles) // _HASH_SIZE
             # Jaccard >= t needs the smaller set to be at least t times the larger.
             if not min_size <= other_size <= max_size:
-                continue
-            other_markers = other[3]
-            if markers.difference(other_markers) and not markers.issuperset(other_markers):
                 continue
             if shingle_set is None:
                 shingle_set = frozenset(_held_hashes(shingles))
