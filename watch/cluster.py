@@ -389,11 +389,12 @@ _COPY_GENERATION = 1024
 
 
 class _Full(bytes):
-    """The posting list of a key held by more than `_MAX_POSTING_BYTES` worth of entries.
+    """The posting list of a key held by more than `_MAX_POSTING_BYTES` worth of
+    entries of one index partition.
 
     Empty, so that joined with the other lists it adds no candidates (the key is
     boilerplate, not evidence), and appending leaves it as it is: a list only grows
-    until the next rebuild, so once over the bound it stays over it until then.
+    until its partition is dropped, so once over the bound it stays over it until then.
     """
 
     __slots__ = ()
