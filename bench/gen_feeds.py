@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -424,7 +425,8 @@ def generate(
     """Write N feeds to `out_dir/base/` and their mutated set to `out_dir/mutated/`.
 
     Also writes `out_dir/manifest.json` (seed, anchor, hosts, feeds). Returns the base
-    set's feeds. Rewrites nothing when the manifest already matches the arguments.
+    set's feeds. Rewrites nothing when the manifest already matches the arguments and this
+    generator's source.
     """
     anchor = anchor or anchor_now()
     manifest_path = out_dir / "manifest.json"
@@ -434,6 +436,8 @@ def generate(
         "hosts": hosts,
         "anchor": anchor.isoformat(),
         "mutate": mutate_fraction,
+        # Feeds written by another version of this generator are not reused.
+        "generator": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16],
     }
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
