@@ -577,9 +577,7 @@ class StoryClusterer:
             # joins: with fewer than min_shared entries in all, no held article can
             # share min_shared keys with this one.
             part = int(at // span)
-            postings = partitions.get(part)
-            if postings is None:
-                postings = partitions[part] = {}
+            postings = partitions.setdefault(part, {})
             lists = [*map(postings.get, keys, repeat(b""))]
             entries = b"".join(lists)
             earlier = partitions.get(part - 1)
@@ -706,10 +704,7 @@ class StoryClusterer:
         # As in `add`: each of its keys' posting bytes in its partition replaced by
         # itself plus this serial.
         serial = self._serial = self._serial + 1
-        part = int(at // self._span)
-        postings = self._partitions.get(part)
-        if postings is None:
-            postings = self._partitions[part] = {}
+        postings = self._partitions.setdefault(int(at // self._span), {})
         lists = [*map(postings.get, keys, repeat(b""))]
         postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
         if sum(map(len, lists)) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
