@@ -191,8 +191,8 @@ def test_a_sketch_of_another_version_is_ignored_for_the_text() -> None:
 
 
 EXPECTED_SKETCH = (
-    "010650f6655fd1bdb3b292419f1a6d1359da7ea5b902324fde05986fa44a8bf543098aecc4d8877c6024574"
-    "207e9e4814f5f33206d6f6e646179"
+    "02060250f6655fd1bdb3b292419f1a6d1359da7ea5b902324fde05986fa44a8bf543098aecc4d8877c602"
+    "4574207e9e4814f5f5673f725ba754aafc3740d139933712433206d6f6e646179"
 )
 
 
@@ -391,6 +391,23 @@ def test_a_full_article_in_the_summary_still_joins_the_lede_only_copy() -> None:
     body = " ".join(f"Paragraph {n} of the full report, with more detail." for n in range(200))
     first, second = clusterer.add([candidate(1), candidate(2, f"{LEDE} {body}", hours=1)])
     assert first.story_key == second.story_key
+
+
+def test_a_story_carried_by_hundreds_of_outlets_stays_one_story() -> None:
+    """Its phrases are on hundreds of index lists' worth of articles, as boilerplate
+    is; a list whose articles are all one story is evidence, and stays open."""
+    clusterer = StoryClusterer()
+    names = [
+        f"{a}{b} News"
+        for a in ("North", "South", "East", "West", "Gulf")
+        for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    ]
+    outlets = [
+        candidate(n, hours=n / 100, title=f"Israeli strike kills three in south Lebanon - {name}")
+        for n, name in enumerate(names, start=1)
+    ]
+    assignments = clusterer.add(outlets)
+    assert {a.story_key for a in assignments} == {1}
 
 
 def test_boilerplate_shared_by_hundreds_of_articles_neither_merges_nor_hides_copies() -> None:

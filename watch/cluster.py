@@ -18,16 +18,27 @@ through a bridge article; the strict threshold and the conflict veto keep the
 edges precise enough that we prefer this to order-dependent schemes such as
 "attach to the nearest representative" (see `tests/data/story_pairs.jsonl`).
 
-Candidates come from a bottom-k sketch: every article indexes its `sketch_size`
-smallest bigram hashes (stopword-only bigrams such as "of the" excluded: they
-would make long posting lists), and only articles sharing at least
-`min_shared_keys` of them are verified. Each of the bottom-16 hashes of the union
-of two bigram sets lies in their intersection with probability J, so a pair at
-J = 0.4 shares two keys with probability about 0.997 (0.9999 at J = 0.6).
-Requiring two shared keys rather than one cuts the verifications on a realistic
-stream to about one per article. Bigram hashes are stable (a tuple hash of CRC-32
-word hashes), so the candidate pairs, and hence the stories, are the same in
-every process. Each candidate is then verified exactly.
+Candidates come from a bottom-k sketch of word 4-grams: every article indexes its
+`sketch_size` smallest 4-gram hashes, and only articles sharing at least
+`min_shared_keys` of them are verified (exactly, on the bigrams). Each of the
+bottom-16 hashes of the union of two 4-gram sets lies in their intersection with
+probability J4, the 4-gram Jaccard. Copies of one story share long runs of words:
+on the labelled set's near-duplicate pairs J4 is 0.26-0.28 at the threshold's
+bigram Jaccard (0.42), where two shared keys have a probability of about 0.95,
+and every pair shares at least four. 4-grams rather than bigrams because news is
+written in set phrases: a bigram such as "on Monday" or "were killed" is on
+thousands of articles and even one with a number ("after 23") on hundreds, so
+that on the bench's wire ledes each article met ~100 candidates through them
+(3.4k articles/s; 16k/s with 4-grams, and recall up from 0.91 to 0.95). Hashes
+are stable (tuple hashes of CRC-32 word hashes), so the candidate pairs, and
+hence the stories, are the same in every process.
+
+A key held by more than `_MAX_POSTING` articles of one index partition is
+boilerplate (a site's footer, a template sentence), unless those articles are
+all one story (a story carried by hundreds of outlets): its list is closed once
+they span more than `_MAX_OPEN_LIST_STORIES` stories, and yields no candidates.
+This is where arrival order can matter: a pair that needs such a key to reach
+`min_shared_keys` is found only if its second article arrives before the list closes.
 
 Identity: a story's key is the smallest article id it has ever contained (ids grow
 with arrival, so the key of a growing story never changes); when stories merge the
@@ -50,17 +61,16 @@ from __future__ import annotations
 import collections
 import heapq
 import html
-import itertools
 import operator
 import re
 import struct
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Literal
 
 from watch.normalize import fold
@@ -85,8 +95,14 @@ __all__ = [
 # Chosen on tests/data/story_pairs.jsonl: 0.40 is the lowest threshold at which no
 # pair of different events merges (the closest different-event pair scores 0.36);
 # recall there is 0.79. See tests/test_cluster.py::test_labelled_pairs_*.
-# Posting lists longer than this (in 8-byte serials: 256 articles) are skipped as boilerplate.
-_MAX_POSTING_BYTES = 8 * 256
+# A key held by more articles than this in one index partition is checked each time it
+# passes a multiple of it: the list is closed as boilerplate once its articles span more
+# than _MAX_OPEN_LIST_STORIES stories, or hold _MAX_OPEN_LIST entries. 32 on the bench
+# feeds (bench/cluster_quality.py): recall 0.95 at 16k articles/s; 256 gave 0.96 at 3.4k/s.
+_MAX_POSTING = 32
+_MAX_POSTING_BYTES = 8 * _MAX_POSTING
+_MAX_OPEN_LIST = 1024
+_MAX_OPEN_LIST_STORIES = 2
 DEFAULT_THRESHOLD = 0.40
 DEFAULT_WINDOW = timedelta(hours=72)
 DEFAULT_MIN_SHINGLES = 6
@@ -112,11 +128,6 @@ _NUMBER_WORDS = _word_set(
 )
 _WEEKDAYS = _word_set("monday tuesday wednesday thursday friday saturday sunday")
 _MARKER_WORDS = _NUMBER_WORDS | _WEEKDAYS
-_STOPWORDS = _word_set(
-    "a an the of in on at to for and or by with from as is was were be been has have had "
-    "it its this that these those after over into up out but not are will would said says "
-    "say than then there their he she they his her we you i who which what when where"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +232,6 @@ def _plain(summary: str) -> str:
 # hashes: both are the same in every process (only str and bytes hashes are salted),
 # on 64-bit CPython, so every process finds the same candidates and stories.
 _crc32 = zlib.crc32
-_STOP_BIGRAMS = frozenset(hash((_crc32(a), _crc32(b))) for a in _STOPWORDS for b in _STOPWORDS)
 
 
 def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_SIZE) -> Signature:
@@ -253,7 +263,6 @@ def _held_hashes(held: bytes) -> memoryview[int]:
 # it ahead of time.
 _Fingerprint = tuple[frozenset[int], bytes, frozenset[bytes], tuple[bytes, ...], list[int]]
 _MARKER_CRCS = frozenset(map(_crc32, _MARKER_WORDS))
-_is_stop_bigram = _STOP_BIGRAMS.__contains__
 _NO_MARKERS: frozenset[bytes] = frozenset()
 _ZERO = frozenset([b""])  # "0", "00", ... without their leading zeros
 
@@ -286,11 +295,19 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
     lede = [*map(_crc32, summary_words)]
     # zip hands `hash` the same pair tuple again once it is released (pairwise
     # allocates one per bigram); the hash of a pair is that of a fresh tuple.
-    shingles = frozenset(map(hash, chain(zip(head, head[1:]), zip(lede, lede[1:]))))  # noqa: B905, RUF007
+    head_bigrams = [*map(hash, zip(head, head[1:]))]  # noqa: B905, RUF007
+    lede_bigrams = [*map(hash, zip(lede, lede[1:]))]  # noqa: B905, RUF007
+    shingles = frozenset(head_bigrams + lede_bigrams)
     ordered = sorted(shingles)
-    keys = ordered[:sketch_size]
-    if not _STOP_BIGRAMS.isdisjoint(keys) or len(keys) < sketch_size:
-        keys = [*_bottom_keys(ordered, sketch_size)]
+    # A 4-gram's hash is that of its two bigrams' hashes. A 4-gram repeated in the
+    # text is a key twice: articles holding it look like sharing two keys with this
+    # one, which costs a verification, not a wrong edge; rare enough to skip a set.
+    grams = [
+        *map(hash, zip(head_bigrams, head_bigrams[2:])),  # noqa: B905
+        *map(hash, zip(lede_bigrams, lede_bigrams[2:])),  # noqa: B905
+    ]
+    grams.sort()
+    keys = grams[:sketch_size]
     all_words = title_words + summary_words
     # Word hashes are ints, cheaper to look up than bytes: only an article with a
     # word that hashes like a number word or weekday pays for the bytes lookup.
@@ -310,44 +327,50 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
 
 
 # A sketch is what `add` and `load` need of an article's text, as bytes to store with
-# it: the version byte, the number of bigram hashes, the hashes as held (native 64-bit,
-# which is little-endian wherever a sketch is written: elsewhere there are none), and
-# the markers separated by spaces. Computed once, where the article is parsed (another
+# it: the version byte, the number of bigram hashes, the number of index keys, the
+# hashes as held (native 64-bit, which is little-endian wherever a sketch is written:
+# elsewhere there are none), the index keys likewise, and the markers separated by
+# spaces. Computed once, where the article is parsed (another
 # process), it spares the clustering step, and every reload of the window, the
 # fingerprint: three quarters of the time `add` spends on an article.
 # Bump the version whenever `_fingerprint` would give other values for the same text:
 # sketches of another version are ignored and the text fingerprinted instead.
-_SKETCH_VERSION = b"\x01" if sys.byteorder == "little" else None
+_SKETCH_VERSION = b"\x02" if sys.byteorder == "little" else None
 
 
 def sketch(title: str, summary: str) -> bytes | None:
     """The stored form of an article's signature (None where sketches are not written)."""
     if _SKETCH_VERSION is None:
         return None
-    _, held, _, markers, _ = _fingerprint(title, summary, DEFAULT_SKETCH_SIZE)
+    _, held, _, markers, keys = _fingerprint(title, summary, DEFAULT_SKETCH_SIZE)
     return b"".join(
-        (_SKETCH_VERSION, bytes((len(held) // _HASH_SIZE,)), held, b" ".join(sorted(markers)))
+        (
+            _SKETCH_VERSION,
+            bytes((len(held) // _HASH_SIZE, len(keys))),
+            held,
+            _PACKERS[len(keys)](*keys),
+            b" ".join(sorted(markers)),
+        )
     )
 
 
-def _from_sketch(sketch: bytes | None) -> tuple[bytes, tuple[bytes, ...]] | None:
-    """The held hashes and markers of a sketch; None unless it is of the current version."""
+def _from_sketch(
+    sketch: bytes | None, sketch_size: int
+) -> tuple[bytes, tuple[bytes, ...], bytes] | None:
+    """The held hashes, markers and packed index keys of a sketch; None unless it is
+    of the current version and has at least `sketch_size` keys where the text has."""
     if sketch is None or _SKETCH_VERSION is None or sketch[:1] != _SKETCH_VERSION:
         return None
-    end = 2 + sketch[1] * _HASH_SIZE
-    return sketch[2:end], tuple(sketch[end:].split())
-
-
-def _held_keys(held: bytes, sketch_size: int) -> list[int]:
-    """The index keys of a held article, from its sorted, packed bigram hashes."""
-    return [*_bottom_keys(_held_hashes(held), sketch_size)]
-
-
-def _bottom_keys(ordered: Iterable[int], sketch_size: int) -> Iterator[int]:
-    """The index keys: the smallest `sketch_size` bigram hashes but stopword-only ones."""
-    # Stopword-only bigrams ("of the") would put most articles on one posting list.
-    # Filtering the sorted hashes stops after the first sketch_size kept ones.
-    return itertools.islice(itertools.filterfalse(_is_stop_bigram, ordered), sketch_size)
+    hashes_end = 3 + sketch[1] * _HASH_SIZE
+    stored_keys = sketch[2]
+    if sketch_size > stored_keys and stored_keys == DEFAULT_SKETCH_SIZE:
+        return None  # a clusterer with a larger sketch: it needs more keys than stored
+    keys_end = hashes_end + min(sketch_size, stored_keys) * _HASH_SIZE
+    return (
+        sketch[3:hashes_end],
+        tuple(sketch[hashes_end + stored_keys * _HASH_SIZE :].split()),
+        sketch[hashes_end:keys_end],
+    )
 
 
 def similarity(a: Signature, b: Signature) -> float:
@@ -389,8 +412,8 @@ _COPY_GENERATION = 1024
 
 
 class _Full(bytes):
-    """The posting list of a key held by more than `_MAX_POSTING_BYTES` worth of
-    entries of one index partition.
+    """The posting list of a boilerplate key: held by more than `_MAX_POSTING`
+    articles of one index partition, from more than `_MAX_OPEN_LIST_STORIES` stories.
 
     Empty, so that joined with the other lists it adds no candidates (the key is
     boilerplate, not evidence), and appending leaves it as it is: a list only grows
@@ -404,12 +427,6 @@ class _Full(bytes):
 
 
 _FULL = _Full()
-
-
-def _close_full_lists(postings: dict[int, bytes], keys: Iterable[int]) -> None:
-    for key in keys:
-        if len(postings[key]) > _MAX_POSTING_BYTES:
-            postings[key] = _FULL
 
 
 @dataclass(slots=True)
@@ -474,8 +491,8 @@ class StoryClusterer:
         self._late: list[tuple[float, int, int]] = []
         # Wire copies are carried verbatim by several outlets: a recent copy's
         # record gives the signature without computing it again.
-        self._copies: dict[tuple[str, str], int] = {}
-        self._older_copies: dict[tuple[str, str], int] = {}
+        self._copies: dict[tuple[str, str], tuple[int, list[int]]] = {}
+        self._older_copies: dict[tuple[str, str], tuple[int, list[int]]] = {}
 
     def __len__(self) -> int:
         """How many articles are held (inside the window)."""
@@ -553,23 +570,26 @@ class StoryClusterer:
             text = (candidate.title, candidate.summary)
             # The signature: from the stored sketch, or a held wire copy's record
             # (`_signature`, inline), or else from the text.
-            stored = _from_sketch(candidate.sketch)
-            if stored is None:
+            stored = _from_sketch(candidate.sketch, sketch_size)
+            if stored is not None:
+                shingle_set = None
+                shingles, held_markers, packed_keys = stored
+                markers = frozenset(held_markers) if held_markers else _NO_MARKERS
+                keys = _held_hashes(packed_keys).tolist()
+            else:
                 copy = copies.get(text)
                 if copy is None:
                     copy = self._older_copies.get(text)
-                record = None if copy is None else live_get(copy)
-                if record is not None:
-                    stored = record[2], record[3]
-            if stored is None:
-                shingle_set, shingles, markers, held_markers, keys = _fingerprint(
-                    text[0], text[1], sketch_size
-                )
-            else:
-                shingle_set = None
-                shingles, held_markers = stored
-                markers = frozenset(held_markers) if held_markers else _NO_MARKERS
-                keys = _held_keys(shingles, sketch_size)
+                record = None if copy is None else live_get(copy[0])
+                if copy is not None and record is not None:
+                    shingle_set = None
+                    _, _, shingles, held_markers = record
+                    markers = frozenset(held_markers) if held_markers else _NO_MARKERS
+                    keys = copy[1]
+                else:
+                    shingle_set, shingles, markers, held_markers, keys = _fingerprint(
+                        text[0], text[1], sketch_size
+                    )
             published_at = candidate.published_at
             at = published_at.timestamp()
             # Each key's posting bytes (b"" where missing) in the article's partition,
@@ -611,7 +631,7 @@ class StoryClusterer:
             serial = self._serial = self._serial + 1
             postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
             if len(entries) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
-                _close_full_lists(postings, keys)
+                self._close_boilerplate_lists(postings, keys)
             live[serial] = (article_id, at, shingles, held_markers)
             if not expiry or at >= expiry[-1][0]:
                 expiry.append((at, article_id, serial))
@@ -621,7 +641,7 @@ class StoryClusterer:
                 if len(copies) >= _COPY_GENERATION:
                     self._older_copies = copies
                     self._copies = copies = {}
-                copies[text] = serial
+                copies[text] = (serial, keys)
             story_of[article_id] = story.key
             story.members.add(article_id)
             raw.append((article_id, story.key, merged))
@@ -674,23 +694,20 @@ class StoryClusterer:
         Without the text's fingerprint, the set of bigram hashes is left to
         `_neighbour_stories` to build, if it needs it at all.
         """
-        stored = _from_sketch(stored_sketch)
-        if stored is None:
-            serial = self._copies.get(text)
-            if serial is None:
-                serial = self._older_copies.get(text)
-            record = None if serial is None else self._live.get(serial)
-            if record is None:
+        stored = _from_sketch(stored_sketch, self.sketch_size)
+        if stored is not None:
+            held, markers, packed_keys = stored
+            keys = _held_hashes(packed_keys).tolist()
+        else:
+            copy = self._copies.get(text)
+            if copy is None:
+                copy = self._older_copies.get(text)
+            record = None if copy is None else self._live.get(copy[0])
+            if copy is None or record is None:
                 return _fingerprint(text[0], text[1], self.sketch_size)
-            stored = record[2], record[3]
-        held, markers = stored
-        return (
-            None,
-            held,
-            frozenset(markers) if markers else _NO_MARKERS,
-            markers,
-            _held_keys(held, self.sketch_size),
-        )
+            _, _, held, markers = record
+            keys = copy[1]
+        return None, held, frozenset(markers) if markers else _NO_MARKERS, markers, keys
 
     def _insert(
         self,
@@ -708,7 +725,7 @@ class StoryClusterer:
         lists = [*map(postings.get, keys, repeat(b""))]
         postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
         if sum(map(len, lists)) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
-            _close_full_lists(postings, keys)
+            self._close_boilerplate_lists(postings, keys)
         self._live[serial] = (article_id, at, shingles, markers)
         expiry = self._expiry
         if not expiry or at >= expiry[-1][0]:
@@ -719,7 +736,32 @@ class StoryClusterer:
             if len(self._copies) >= _COPY_GENERATION:
                 self._older_copies = self._copies
                 self._copies = {}
-            self._copies[text] = serial
+            self._copies[text] = (serial, keys)
+
+    def _close_boilerplate_lists(self, postings: dict[int, bytes], keys: Iterable[int]) -> None:
+        """Close the lists of `keys` that have just passed a multiple of the bound and
+        name articles of more than `_MAX_OPEN_LIST_STORIES` stories (or hold
+        `_MAX_OPEN_LIST` entries): those keys are boilerplate.
+
+        A list whose articles are one story is a story carried by many outlets: it
+        stays open, so that the next copy finds them.
+        """
+        live_get = self._live.get
+        story_of_get = self._story_of.get
+        for key in keys:
+            count = len(postings[key]) // _SERIAL.size
+            if count <= _MAX_POSTING or count % _MAX_POSTING != 1:
+                continue  # within the bound, or checked when it last passed a multiple
+            if count < _MAX_OPEN_LIST:
+                stories = set()
+                for serial in memoryview(postings[key]).cast("Q"):
+                    record = live_get(serial)
+                    if record is not None:
+                        stories.add(story_of_get(record[0]))
+                stories.discard(None)
+                if len(stories) <= _MAX_OPEN_LIST_STORIES:
+                    continue
+            postings[key] = _FULL
 
     def _neighbour_stories(
         self,
