@@ -176,14 +176,25 @@ def save_assignments(session: Session, assigned: Sequence[AssignedStory], now: d
     representative = {a.story_id: a.representative_article_id for a in assigned}
     moved = {old: a.story_id for a in assigned for old in a.merged_story_ids}
     story_ids = sorted(representative)
-    # Rows first: articles.story_id references them. Times are placeholders until
-    # the recount below.
+    # Rows first: articles.story_id references them. Times and counts are
+    # placeholders until the recount below.
     # executemany of one compiled statement: a multi-row VALUES of thousands of rows
     # cost SQLAlchemy more to build and compile (4 s for 50,000 stories) than to run.
+    # The representative goes in with the row, or over an existing row's: one pass.
+    rows = insert(session, _stories)
     session.execute(
-        insert(session, _stories).on_conflict_do_nothing(index_elements=[_stories.c.id]),
+        rows.on_conflict_do_update(
+            index_elements=[_stories.c.id],
+            set_={"representative_article_id": rows.excluded.representative_article_id},
+        ),
         [
-            {"id": sid, "first_seen_at": now, "last_seen_at": now, "article_count": 0}
+            {
+                "id": sid,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "article_count": 0,
+                "representative_article_id": representative[sid],
+            }
             for sid in story_ids
         ],
     )
@@ -202,12 +213,6 @@ def save_assignments(session: Session, assigned: Sequence[AssignedStory], now: d
         .where(_articles.c.id == bindparam("article"))
         .values(story_id=bindparam("story")),
         [{"article": a.article_id, "story": a.story_id} for a in assigned],
-    )
-    session.execute(
-        update(_stories)
-        .where(_stories.c.id == bindparam("story"))
-        .values(representative_article_id=bindparam("representative")),
-        [{"story": sid, "representative": representative[sid]} for sid in story_ids],
     )
     # Counts and times recomputed from the articles, a chunk of stories at a time, with
     # one grouped aggregate joined in (UPDATE … FROM). Not a correlated subquery per

@@ -439,3 +439,11 @@ def test_boilerplate_shared_by_hundreds_of_articles_neither_merges_nor_hides_cop
     story = {a.article_id: a.story_key for a in assignments}
     assert story[1000] == story[items[4].article_id]
     assert len({story[i.article_id] for i in items}) == len(items)
+
+
+def test_a_text_too_short_for_any_index_key_gets_a_story_of_its_own() -> None:
+    clusterer = StoryClusterer()
+    first, second = clusterer.add(
+        [candidate(1, "", title="Strike"), candidate(2, "", title="Strike")]
+    )
+    assert (first.story_key, second.story_key) == (1, 2)

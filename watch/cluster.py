@@ -630,7 +630,9 @@ class StoryClusterer:
             # `_insert`, inline: each list replaced by itself plus the new serial.
             serial = self._serial = self._serial + 1
             postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
-            if len(entries) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
+            if (
+                max(map(len, lists), default=0) >= _MAX_POSTING_BYTES
+            ):  # one may just have passed the bound
                 self._close_boilerplate_lists(postings, keys)
             live[serial] = (article_id, at, shingles, held_markers)
             if not expiry or at >= expiry[-1][0]:
@@ -724,7 +726,9 @@ class StoryClusterer:
         postings = self._partitions.setdefault(int(at // self._span), {})
         lists = [*map(postings.get, keys, repeat(b""))]
         postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
-        if sum(map(len, lists)) >= _MAX_POSTING_BYTES:  # one may just have passed the bound
+        if (
+            max(map(len, lists), default=0) >= _MAX_POSTING_BYTES
+        ):  # one may just have passed the bound
             self._close_boilerplate_lists(postings, keys)
         self._live[serial] = (article_id, at, shingles, markers)
         expiry = self._expiry
