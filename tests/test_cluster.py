@@ -191,8 +191,8 @@ def test_a_sketch_of_another_version_is_ignored_for_the_text() -> None:
 
 
 EXPECTED_SKETCH = (
-    "02060250f6655fd1bdb3b292419f1a6d1359da7ea5b902324fde05986fa44a8bf543098aecc4d8877c602"
-    "4574207e9e4814f5f5673f725ba754aafc3740d139933712433206d6f6e646179"
+    "0306028aecc4d850f6655f92419f1a986fa44a574207e97ea5b9025673f725ba754aafc3740d139933712"
+    "433206d6f6e646179"
 )
 
 
@@ -316,7 +316,8 @@ PIECES = ["a", "b", " ", "1", "<", ">", "&", ";", "é", "appeared first on", "Th
 def test_fingerprint_splits_a_summary_as_summary_words_does(summary: str) -> None:
     # _fingerprint splits a short plain ASCII summary inline, without _summary_words
     hashes = [zlib.crc32(word) for word in _summary_words(summary)]
-    expected = {hash(pair) for pair in itertools.pairwise(hashes)}
+    # held as the low 32 bits of each bigram's hash (on little-endian CPUs, as here)
+    expected = {hash(pair) & 0xFFFFFFFF for pair in itertools.pairwise(hashes)}
     assert fingerprint("", summary).shingles == expected
 
 

@@ -240,20 +240,25 @@ def fingerprint(title: str, summary: str, *, sketch_size: int = DEFAULT_SKETCH_S
     return Signature(shingles, markers, tuple(keys))
 
 
-# Bigram hashes as held: signed 64-bit integers (`hash` of a tuple is a Py_hash_t),
-# sorted and packed into bytes, which the GC does not track either. One struct per
-# count packs a list in one call; "l" (a C long, 64 bits where a hash is) converts
-# each value several times cheaper than "q" or array.array, which parses each one as
-# a call argument.
+# Hashes are signed 64-bit integers (`hash` of a tuple is a Py_hash_t), packed into
+# bytes, which the GC does not track either. One struct per count packs a list in one
+# call; "l" (a C long, 64 bits where a hash is) converts each value several times
+# cheaper than "q" or array.array, which parses each one as a call argument.
 _HASH_FORMAT: Literal["l", "q"] = "l" if struct.calcsize("l") == 8 else "q"
-_HASH_SIZE = 8
+_KEY_SIZE = 8
 _MAX_BIGRAMS = _MAX_TITLE_WORDS + _MAX_SUMMARY_WORDS
 _PACKERS = [struct.Struct(f"{n}{_HASH_FORMAT}").pack for n in range(_MAX_BIGRAMS + 1)]
+# Bigram hashes are held as their low 32 bits (the first half of each packed hash on
+# little-endian CPUs), in no particular order: half the memory of a held window. Two
+# articles' ~50 bigrams each then share a hash by chance with a probability of ~6e-7,
+# which moves a Jaccard similarity by one bigram.
+_HELD_FORMAT: Literal["I"] = "I"
+_HELD_SIZE = 4
 
 
 def _held_hashes(held: bytes) -> memoryview[int]:
-    """The bigram hashes of packed bytes, in order (iterating yields ints)."""
-    return memoryview(held).cast(_HASH_FORMAT)
+    """The bigram hashes of held bytes (iterating yields ints)."""
+    return memoryview(held).cast(_HELD_FORMAT)
 
 
 # What `_fingerprint` returns: the bigram hashes as a set (to verify candidates
@@ -297,8 +302,9 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
     # allocates one per bigram); the hash of a pair is that of a fresh tuple.
     head_bigrams = [*map(hash, zip(head, head[1:]))]  # noqa: B905, RUF007
     lede_bigrams = [*map(hash, zip(lede, lede[1:]))]  # noqa: B905, RUF007
-    shingles = frozenset(head_bigrams + lede_bigrams)
-    ordered = sorted(shingles)
+    distinct = frozenset(head_bigrams + lede_bigrams)
+    held = memoryview(_PACKERS[len(distinct)](*distinct)).cast("I")[::2].tobytes()
+    shingles = frozenset(_held_hashes(held))
     # A 4-gram's hash is that of its two bigrams' hashes. A 4-gram repeated in the
     # text is a key twice: articles holding it look like sharing two keys with this
     # one, which costs a verification, not a wrong edge; rare enough to skip a set.
@@ -321,21 +327,33 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
         if b"" in markers:
             markers = markers.difference(_ZERO).union([b"0"])
     # Held packed: a tuple of ~80 hashes holds ~80 int objects, 2.7 KB an article,
-    # 135 MB for the 50,000 of a 1,000-feed window; packed, 0.7 KB.
-    held = _PACKERS[len(ordered)](*ordered)
-    return shingles, held, markers, (*markers,), keys
+    # 135 MB for the 50,000 of a 1,000-feed window; packed, 0.3 KB.
+    return shingles, held, markers, _held_markers(markers) if markers else (), keys
+
+
+# Markers as held are shared: thousands of held articles say "monday" or "3", and a
+# bytes object of their own would cost each ~37 bytes a marker. Cleared when large
+# (numbers are unbounded); a marker is then just not shared with older ones.
+_MARKER_OBJECTS: dict[bytes, bytes] = {}
+_MAX_MARKER_OBJECTS = 65536
+
+
+def _held_markers(markers: Iterable[bytes]) -> tuple[bytes, ...]:
+    if len(_MARKER_OBJECTS) > _MAX_MARKER_OBJECTS:
+        _MARKER_OBJECTS.clear()
+    return tuple(map(_MARKER_OBJECTS.setdefault, markers, markers))
 
 
 # A sketch is what `add` and `load` need of an article's text, as bytes to store with
 # it: the version byte, the number of bigram hashes, the number of index keys, the
-# hashes as held (native 64-bit, which is little-endian wherever a sketch is written:
-# elsewhere there are none), the index keys likewise, and the markers separated by
-# spaces. Computed once, where the article is parsed (another
+# bigram hashes as held (32-bit, native byte order, which is little-endian wherever a
+# sketch is written: elsewhere there are none), the index keys (64-bit, likewise), and
+# the markers separated by spaces. Computed once, where the article is parsed (another
 # process), it spares the clustering step, and every reload of the window, the
 # fingerprint: three quarters of the time `add` spends on an article.
 # Bump the version whenever `_fingerprint` would give other values for the same text:
 # sketches of another version are ignored and the text fingerprinted instead.
-_SKETCH_VERSION = b"\x02" if sys.byteorder == "little" else None
+_SKETCH_VERSION = b"\x03" if sys.byteorder == "little" else None
 
 
 def sketch(title: str, summary: str) -> bytes | None:
@@ -346,7 +364,7 @@ def sketch(title: str, summary: str) -> bytes | None:
     return b"".join(
         (
             _SKETCH_VERSION,
-            bytes((len(held) // _HASH_SIZE, len(keys))),
+            bytes((len(held) // _HELD_SIZE, len(keys))),
             held,
             _PACKERS[len(keys)](*keys),
             b" ".join(sorted(markers)),
@@ -361,14 +379,14 @@ def _from_sketch(
     of the current version and has at least `sketch_size` keys where the text has."""
     if sketch is None or _SKETCH_VERSION is None or sketch[:1] != _SKETCH_VERSION:
         return None
-    hashes_end = 3 + sketch[1] * _HASH_SIZE
+    hashes_end = 3 + sketch[1] * _HELD_SIZE
     stored_keys = sketch[2]
     if sketch_size > stored_keys and stored_keys == DEFAULT_SKETCH_SIZE:
         return None  # a clusterer with a larger sketch: it needs more keys than stored
-    keys_end = hashes_end + min(sketch_size, stored_keys) * _HASH_SIZE
+    keys_end = hashes_end + min(sketch_size, stored_keys) * _KEY_SIZE
     return (
         sketch[3:hashes_end],
-        tuple(sketch[hashes_end + stored_keys * _HASH_SIZE :].split()),
+        _held_markers(sketch[hashes_end + stored_keys * _KEY_SIZE :].split()),
         sketch[hashes_end:keys_end],
     )
 
@@ -433,7 +451,8 @@ _FULL = _Full()
 class _Story:
     key: int
     representative: tuple[datetime, int]
-    members: set[int] = field(default_factory=set)
+    # A list: most stories are one article, and a list of one is a quarter of a set.
+    members: list[int] = field(default_factory=list)
 
 
 class StoryClusterer:
@@ -544,7 +563,7 @@ class StoryClusterer:
             _, shingles, _, markers, keys = self._signature(text, candidate.sketch)
             self._insert(article_id, published_at.timestamp(), shingles, markers, keys, text)
             story_of[article_id] = story.key
-            story.members.add(article_id)
+            story.members.append(article_id)
 
     def add(self, items: Sequence[StoryCandidate]) -> list[StoryAssignment]:
         """Assign each new article to a story; articles already held are reported as they are."""
@@ -575,7 +594,7 @@ class StoryClusterer:
                 shingle_set = None
                 shingles, held_markers, packed_keys = stored
                 markers = frozenset(held_markers) if held_markers else _NO_MARKERS
-                keys = _held_hashes(packed_keys).tolist()
+                keys = memoryview(packed_keys).cast(_HASH_FORMAT).tolist()
             else:
                 copy = copies.get(text)
                 if copy is None:
@@ -645,7 +664,7 @@ class StoryClusterer:
                     self._copies = copies = {}
                 copies[text] = (serial, keys)
             story_of[article_id] = story.key
-            story.members.add(article_id)
+            story.members.append(article_id)
             raw.append((article_id, story.key, merged))
         out = []
         for article_id, key, merged in raw:
@@ -678,7 +697,7 @@ class StoryClusterer:
             live_pop(serial)
             key = story_pop(article_id)
             members = stories[key].members
-            members.discard(article_id)
+            members.remove(article_id)
             if not members:
                 del stories[key]
         # Partition p holds articles published in [p * span, (p + 1) * span): once
@@ -699,7 +718,7 @@ class StoryClusterer:
         stored = _from_sketch(stored_sketch, self.sketch_size)
         if stored is not None:
             held, markers, packed_keys = stored
-            keys = _held_hashes(packed_keys).tolist()
+            keys = memoryview(packed_keys).cast(_HASH_FORMAT).tolist()
         else:
             copy = self._copies.get(text)
             if copy is None:
@@ -776,7 +795,7 @@ class StoryClusterer:
         entries: bytes,
     ) -> AbstractSet[int]:
         # is_near_duplicate inlined, cheapest tests first: this loop is the hot path.
-        size = len(shingles) // _HASH_SIZE
+        size = len(shingles) // _HELD_SIZE
         if size < self.min_shingles:
             return _NO_STORIES
         # The serials on at least `min_shared` of the lists, found with C-level calls
@@ -819,7 +838,7 @@ class StoryClusterer:
             if other_shingles is shingles:
                 stories.add(other_story)  # a wire copy: the signature of its record
                 continue
-            other_size = len(other_shingles) // _HASH_SIZE
+            other_size = len(other_shingles) // _HELD_SIZE
             # Jaccard >= t needs the smaller set to be at least t times the larger.
             if not min_size <= other_size <= max_size:
                 continue
@@ -838,9 +857,8 @@ class StoryClusterer:
             # re-added after eviction: it still names the story it started
             keys = {*keys, candidate.article_id}
         if not keys:
-            story = self._stories[candidate.article_id] = _Story(
-                candidate.article_id, own, {candidate.article_id}
-            )
+            # its own story; `add` makes it a member, as of any story it joins
+            story = self._stories[candidate.article_id] = _Story(candidate.article_id, own)
             return story, ()
         survivor_key = min(min(keys), candidate.article_id)
         stories = [self._stories[k] for k in keys]
@@ -852,7 +870,7 @@ class StoryClusterer:
             if story is base:
                 continue
             story_of.update(dict.fromkeys(story.members, survivor_key))
-            base.members |= story.members
+            base.members += story.members
             del self._stories[story.key]
         if base.key != survivor_key:
             story_of.update(dict.fromkeys(base.members, survivor_key))
