@@ -36,6 +36,7 @@ from prefect.tasks import Task
 from prefect.utilities.annotations import quote
 
 from newswatch.config import Config, load_config
+from newswatch.malloc import limit_malloc_arenas
 from newswatch.poll import FeedReport, PollReport
 from newswatch.processing import ArticleProcessor
 from newswatch.report import matches_markdown, poll_table
@@ -174,6 +175,9 @@ def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) ->
     matches, under keys that stay the same from run to run. A batch that still fails
     after its retries fails the run, after the artifacts show what the others did.
     """
+    # A flow run started by a Prefect worker does not come through newswatch's command
+    # line; its batch threads have not started yet.
+    limit_malloc_arenas()
     config: Config = load_config(config_path)
     started_at = datetime.now(UTC)
     due, processor = plan_task(_handed(config), all_sources, started_at)

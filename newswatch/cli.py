@@ -22,6 +22,7 @@ import typer
 
 from newswatch import __version__
 from newswatch.config import Config, ConfigError, load_config
+from newswatch.malloc import limit_malloc_arenas
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -339,4 +340,5 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
+    limit_malloc_arenas()  # before any thread starts (see newswatch/malloc.py)
     app(args=argv, prog_name="newswatch")
