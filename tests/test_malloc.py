@@ -15,6 +15,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 REPORT = "import os; print(os.environ.get('MALLOC_ARENA_MAX'))"
+CAP_AND_REPORT = (
+    f"from newswatch.malloc import limit_malloc_arenas; print(limit_malloc_arenas()); {REPORT}"
+)
 
 
 def run(code: str, **env: str) -> str:
@@ -30,17 +33,11 @@ def run(code: str, **env: str) -> str:
 
 
 def test_the_cap_is_set_for_the_process_and_its_children() -> None:
-    code = (
-        f"from newswatch.malloc import limit_malloc_arenas; print(limit_malloc_arenas()); {REPORT}"
-    )
-    assert run(code).split() == ["True", "2"]
+    assert run(CAP_AND_REPORT).split() == ["True", "2"]
 
 
 def test_a_cap_the_environment_sets_is_left_alone() -> None:
-    code = (
-        f"from newswatch.malloc import limit_malloc_arenas; print(limit_malloc_arenas()); {REPORT}"
-    )
-    assert run(code, MALLOC_ARENA_MAX="4").split() == ["False", "4"]
+    assert run(CAP_AND_REPORT, MALLOC_ARENA_MAX="4").split() == ["False", "4"]
 
 
 def test_the_command_line_sets_the_cap_before_it_runs_a_command() -> None:

@@ -262,7 +262,7 @@ def _held_hashes(held: bytes) -> memoryview[int]:
 
 
 # What `_fingerprint` returns: the bigram hashes as a set (to verify candidates
-# against) and sorted, packed (held), the markers as a set and as a tuple (held:
+# against) and packed (held: their low 32 bits), the markers as a set and as a tuple (held:
 # tuples of atoms are invisible to the GC once it has seen them), and the index keys.
 # A pure function of the text, of picklable values: another process could compute
 # it ahead of time.
@@ -303,7 +303,7 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
     head_bigrams = [*map(hash, zip(head, head[1:]))]  # noqa: B905, RUF007
     lede_bigrams = [*map(hash, zip(lede, lede[1:]))]  # noqa: B905, RUF007
     distinct = frozenset(head_bigrams + lede_bigrams)
-    held = memoryview(_PACKERS[len(distinct)](*distinct)).cast("I")[::2].tobytes()
+    held = memoryview(_PACKERS[len(distinct)](*distinct)).cast(_HELD_FORMAT)[::2].tobytes()
     shingles = frozenset(_held_hashes(held))
     # A 4-gram's hash is that of its two bigrams' hashes. A 4-gram repeated in the
     # text is a key twice: articles holding it look like sharing two keys with this
@@ -336,6 +336,11 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
 # (numbers are unbounded); a marker is then just not shared with older ones.
 _MARKER_OBJECTS: dict[bytes, bytes] = {}
 _MAX_MARKER_OBJECTS = 65536
+
+
+def _unpacked_keys(packed: bytes) -> list[int]:
+    """A sketch's index keys, as the list `add` looks up and inserts."""
+    return memoryview(packed).cast(_HASH_FORMAT).tolist()
 
 
 def _held_markers(markers: Iterable[bytes]) -> tuple[bytes, ...]:
@@ -416,15 +421,17 @@ def is_near_duplicate(
 
 
 # A held article: (article id, published_at as a POSIX timestamp, bigram hashes
-# (distinct, sorted, packed), markers). Its index keys are the first of its hashes.
+# (distinct, packed 32-bit), markers). Its index keys are only in the index (and in
+# the wire-copy cache): nothing else needs them once it is inserted.
 _Record = tuple[int, float, bytes, tuple[bytes, ...]]
 _SERIAL = struct.Struct("Q")  # native, as memoryview.cast("Q") reads it back
 _pack_serial = _SERIAL.pack
 _append = operator.add  # posting bytes + one packed serial: a new bytes object
 _NO_STORIES: frozenset[int] = frozenset()
 # Wire copies: the (title, summary) of recently added articles, to the serial of the
-# last one, whose record holds the signature. Texts longer than this are left out
-# (the cache keeps them alive); between one and two generations are remembered.
+# last one, whose record holds the rest of the signature, and its index keys. Texts
+# longer than this are left out (the cache keeps them alive); between one and two
+# generations are remembered.
 _COPY_TEXT_CHARS = _SUMMARY_HEAD_CHARS
 _COPY_GENERATION = 1024
 
@@ -483,7 +490,7 @@ class StoryClusterer:
         self.sketch_size = sketch_size
         self.min_shared_keys = min_shared_keys
         # Per held article: its story, and its record (article id, published_at as
-        # a POSIX timestamp, bigram hashes, markers, index keys) under a serial. Only
+        # a POSIX timestamp, bigram hashes, markers) under a serial. Only
         # atomic values and tuples of them, which the cyclic GC stops tracking: the
         # window would otherwise be traversed by every collection.
         self._story_of: dict[int, int] = {}
@@ -594,7 +601,7 @@ class StoryClusterer:
                 shingle_set = None
                 shingles, held_markers, packed_keys = stored
                 markers = frozenset(held_markers) if held_markers else _NO_MARKERS
-                keys = memoryview(packed_keys).cast(_HASH_FORMAT).tolist()
+                keys = _unpacked_keys(packed_keys)
             else:
                 copy = copies.get(text)
                 if copy is None:
@@ -649,9 +656,8 @@ class StoryClusterer:
             # `_insert`, inline: each list replaced by itself plus the new serial.
             serial = self._serial = self._serial + 1
             postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
-            if (
-                max(map(len, lists), default=0) >= _MAX_POSTING_BYTES
-            ):  # one may just have passed the bound
+            # one of them may just have passed the bound
+            if max(map(len, lists), default=0) >= _MAX_POSTING_BYTES:
                 self._close_boilerplate_lists(postings, keys)
             live[serial] = (article_id, at, shingles, held_markers)
             if not expiry or at >= expiry[-1][0]:
@@ -718,7 +724,7 @@ class StoryClusterer:
         stored = _from_sketch(stored_sketch, self.sketch_size)
         if stored is not None:
             held, markers, packed_keys = stored
-            keys = memoryview(packed_keys).cast(_HASH_FORMAT).tolist()
+            keys = _unpacked_keys(packed_keys)
         else:
             copy = self._copies.get(text)
             if copy is None:
@@ -745,9 +751,8 @@ class StoryClusterer:
         postings = self._partitions.setdefault(int(at // self._span), {})
         lists = [*map(postings.get, keys, repeat(b""))]
         postings.update(zip(keys, map(_append, lists, repeat(_pack_serial(serial)))))  # noqa: B905
-        if (
-            max(map(len, lists), default=0) >= _MAX_POSTING_BYTES
-        ):  # one may just have passed the bound
+        # one of them may just have passed the bound
+        if max(map(len, lists), default=0) >= _MAX_POSTING_BYTES:
             self._close_boilerplate_lists(postings, keys)
         self._live[serial] = (article_id, at, shingles, markers)
         expiry = self._expiry
