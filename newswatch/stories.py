@@ -49,7 +49,7 @@ from storage.stories import (
     window_articles,
     window_story_ids,
 )
-from watch.cluster import DEFAULT_THRESHOLD, StoryCandidate, StoryClusterer
+from watch.cluster import DEFAULT_THRESHOLD, SKETCH_PREFIX, StoryCandidate, StoryClusterer
 
 __all__ = ["StoryRun", "assign_stories", "forget_cached_clusterers"]
 
@@ -114,7 +114,9 @@ def assign_stories(
     assigned = joined = merged = 0
     with db.session() as session:
         token = lock_stories(session)
-        page = unclustered_articles(session, after_id=0, limit=page_size)
+        page = unclustered_articles(
+            session, after_id=0, limit=page_size, sketch_prefix=SKETCH_PREFIX
+        )
         if not page:
             # Nothing to assign (a poll that found nothing new): loading the window
             # would re-read and re-fingerprint every article of the last window_hours.
@@ -136,7 +138,7 @@ def assign_stories(
             clusterer.load(
                 (
                     (_candidate(a), a.story_id)
-                    for a in window_articles(session, since)
+                    for a in window_articles(session, since, sketch_prefix=SKETCH_PREFIX)
                     if a.story_id is not None
                 ),
                 representatives,
@@ -157,7 +159,9 @@ def assign_stories(
             merged += sum(len(r.merged_story_keys) for r in results)
             joined += sum(1 for r in results if r.story_key != r.article_id)
             clusterer.evict(now)
-            page = unclustered_articles(session, after_id=page[-1].id, limit=page_size)
+            page = unclustered_articles(
+                session, after_id=page[-1].id, limit=page_size, sketch_prefix=SKETCH_PREFIX
+            )
         if assigned:
             token = bump_story_clock(session)
     if token is not None:

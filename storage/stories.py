@@ -20,8 +20,9 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -110,23 +111,38 @@ def _rows(session: Session, stmt: object) -> Iterator[StoryArticle]:
         )
 
 
-_COLUMNS = (
-    Article.id,
-    Article.published_at,
-    Article.title,
-    Article.summary,
-    Article.story_id,
-    Article.sketch,
-)
+def _columns(sketch_prefix: bytes | None) -> tuple[ColumnElement[Any], ...]:
+    """The columns of a `StoryArticle`; with `sketch_prefix`, the title and summary
+    of an article whose sketch starts with it are read as empty strings."""
+    title, summary = Article.title.expression, Article.summary.expression
+    if sketch_prefix is not None:
+        # substr() of a blob is a blob on SQLite and PostgreSQL (bytea) alike
+        sketched = func.substr(Article.sketch, 1, len(sketch_prefix)) == sketch_prefix
+        title = case((sketched, ""), else_=title).label("title")
+        summary = case((sketched, ""), else_=summary).label("summary")
+    return (
+        Article.id.expression,
+        Article.published_at.expression,
+        title,
+        summary,
+        Article.story_id.expression,
+        Article.sketch.expression,
+    )
 
 
 def _in_window(since: datetime) -> tuple[ColumnElement[bool], ...]:
     return (Article.story_id.is_not(None), Article.published_at >= since)
 
 
-def window_articles(session: Session, since: datetime) -> Iterator[StoryArticle]:
-    """Clustered articles published at or after `since`, by id (streamed)."""
-    stmt = select(*_COLUMNS).where(*_in_window(since)).order_by(Article.id)
+def window_articles(
+    session: Session, since: datetime, *, sketch_prefix: bytes | None = None
+) -> Iterator[StoryArticle]:
+    """Clustered articles published at or after `since`, by id (streamed).
+
+    With `sketch_prefix`, articles whose sketch starts with it come without their
+    title and summary (empty): the clusterer needs only the sketch of those.
+    """
+    stmt = select(*_columns(sketch_prefix)).where(*_in_window(since)).order_by(Article.id)
     return _rows(session, stmt)
 
 
@@ -136,10 +152,13 @@ def window_story_ids(session: Session, since: datetime) -> list[int]:
     return [story_id for story_id in session.scalars(stmt) if story_id is not None]
 
 
-def unclustered_articles(session: Session, *, after_id: int = 0, limit: int) -> list[StoryArticle]:
-    """Up to `limit` articles without a story, with ids above `after_id`, oldest id first."""
+def unclustered_articles(
+    session: Session, *, after_id: int = 0, limit: int, sketch_prefix: bytes | None = None
+) -> list[StoryArticle]:
+    """Up to `limit` articles without a story, with ids above `after_id`, oldest id
+    first (`sketch_prefix`: as for `window_articles`)."""
     stmt = (
-        select(*_COLUMNS)
+        select(*_columns(sketch_prefix))
         .where(Article.story_id.is_(None), Article.id > after_id)
         .order_by(Article.id)
         .limit(limit)

@@ -183,6 +183,15 @@ def test_a_reload_reads_the_stored_sketch_not_the_text() -> None:
     assert assignment.story_key == 40
 
 
+def test_an_article_given_by_its_sketch_alone_lends_its_signature_to_no_empty_text() -> None:
+    # storage leaves out the text of sketched articles; an article whose text is
+    # really empty, without a sketch, must not pass for the last of those
+    clusterer = StoryClusterer()
+    clusterer.add([sketched(candidate(1), keep_text=False)])
+    clusterer.add([candidate(2, hours=1), candidate(3, "", hours=1, title="")])
+    assert (clusterer.story_of(2), clusterer.story_of(3)) == (1, 3)
+
+
 def test_a_sketch_of_another_version_is_ignored_for_the_text() -> None:
     stale = b"\x00" + sketch(UNRELATED, UNRELATED)[1:]  # type: ignore[index]
     clusterer = StoryClusterer()

@@ -22,9 +22,10 @@ from storage.db import Database, open_database
 from storage.export import iter_articles
 from storage.ingest import store_articles
 from storage.models import Article, Story
+from storage.stories import unclustered_articles
 from tests.fixtures.db import add_source, article_record, process_context
 from tests.test_cluster import LEDE, UNRELATED
-from watch.cluster import StoryCandidate, StoryClusterer
+from watch.cluster import SKETCH_PREFIX, StoryCandidate, StoryClusterer, sketch
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 
@@ -60,16 +61,27 @@ class Newsroom:
         self.sources: dict[str, int] = {}
         self.number = 0
 
-    def store(self, title: str, summary: str, *, source: str = "AFP", hours_ago: float = 1) -> int:
+    def store(
+        self,
+        title: str,
+        summary: str,
+        *,
+        source: str = "AFP",
+        hours_ago: float = 1,
+        sketched: bool = False,
+    ) -> int:
+        """Store one article; `sketched`: with its sketch, as a poll's parse worker gives it."""
         if source not in self.sources:
             self.sources[source] = add_source(self.db, source)
         self.number += 1
+        html = f"<p>{summary}</p>"
         record = article_record(
             self.number,
             source=source,
             title=title,
-            summary=f"<p>{summary}</p>",
+            summary=html,
             published_at=NOW - timedelta(hours=hours_ago),
+            sketch=sketch(title, html) if sketched else None,
         )
         with self.db.session() as session:
             stored = store_articles(session, self.sources[source], [record], NOW)
@@ -168,6 +180,44 @@ def test_after_a_restart_a_new_copy_joins_the_stored_story(
 
     assert run.reloaded
     assert story_of(newsroom.db) == {first: first, copy: first}
+
+
+def test_articles_with_a_current_sketch_are_read_without_their_text(
+    newsroom: Newsroom, config: Config
+) -> None:
+    sketched = newsroom.store(WIRE[0][1], LEDE, sketched=True)
+    plain = newsroom.store(WIRE[1][1], LEDE)
+    older = newsroom.store(WIRE[2][1], LEDE)
+    current = sketch(WIRE[2][1], LEDE)
+    assert current is not None
+    with newsroom.db.session() as session:  # a sketch of an earlier version
+        session.get_one(Article, older).sketch = b"\x01" + current[1:]
+
+    with newsroom.db.session(readonly=True) as session:
+        rows = unclustered_articles(session, limit=10, sketch_prefix=SKETCH_PREFIX)
+
+    texts = {row.id: (row.title, row.summary) for row in rows}
+    assert texts == {
+        sketched: ("", ""),
+        plain: (WIRE[1][1], f"<p>{LEDE}</p>"),
+        older: (WIRE[2][1], f"<p>{LEDE}</p>"),
+    }
+
+
+def test_sketched_articles_read_without_text_cluster_as_their_text_does(
+    newsroom: Newsroom, config: Config
+) -> None:
+    first = newsroom.store(WIRE[0][1], LEDE, source="AFP", hours_ago=5, sketched=True)
+    copy = newsroom.store(WIRE[1][1], LEDE, source="France 24", hours_ago=4, sketched=True)
+    other = newsroom.store("Arsenal beat Chelsea", UNRELATED, hours_ago=3, sketched=True)
+    assign_stories(newsroom.db, config, NOW)
+    forget_cached_clusterers()  # the next run reloads the window from the sketches
+    late = newsroom.store(WIRE[2][1], LEDE, source="Al Arabiya", hours_ago=1, sketched=True)
+
+    run = assign_stories(newsroom.db, config, NOW)
+
+    assert run.reloaded
+    assert story_of(newsroom.db) == {first: first, copy: first, other: other, late: first}
 
 
 def test_articles_older_than_the_window_are_not_reloaded(

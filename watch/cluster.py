@@ -81,6 +81,7 @@ __all__ = [
     "DEFAULT_SKETCH_SIZE",
     "DEFAULT_THRESHOLD",
     "DEFAULT_WINDOW",
+    "SKETCH_PREFIX",
     "Signature",
     "StoryAssignment",
     "StoryCandidate",
@@ -141,6 +142,7 @@ class StoryCandidate:
     source: str = ""
     # `sketch(title, summary)` as stored with the article, if it was: the signature
     # without fingerprinting the text again (ignored unless of the current version).
+    # With a sketch starting with SKETCH_PREFIX, the title and summary may be empty.
     sketch: bytes | None = None
 
 
@@ -359,6 +361,10 @@ def _held_markers(markers: Iterable[bytes]) -> tuple[bytes, ...]:
 # Bump the version whenever `_fingerprint` would give other values for the same text:
 # sketches of another version are ignored and the text fingerprinted instead.
 _SKETCH_VERSION = b"\x03" if sys.byteorder == "little" else None
+# A clusterer of at most the default sketch size reads nothing but the sketch of an
+# article whose stored sketch starts with this: storage may leave its title and
+# summary empty (a reloaded window is ~25 MB of text, none of it needed).
+SKETCH_PREFIX: bytes | None = _SKETCH_VERSION
 
 
 def sketch(title: str, summary: str) -> bytes | None:
@@ -451,8 +457,9 @@ _append = operator.add  # posting bytes + one packed entry: a new bytes object
 _NO_STORIES: frozenset[int] = frozenset()
 # Wire copies: the (title, summary) of recently added articles, to the serial of the
 # last one, whose record holds the rest of the signature, and its index keys. Texts
-# longer than this are left out (the cache keeps them alive); between one and two
-# generations are remembered.
+# longer than this are left out (the cache keeps them alive), and so are empty ones
+# (an article given by its sketch alone, whose text storage left out); between one and
+# two generations are remembered.
 _COPY_TEXT_CHARS = _SUMMARY_HEAD_CHARS
 _COPY_GENERATION = 1024
 
@@ -687,7 +694,7 @@ class StoryClusterer:
                 expiry.append((at, article_id, serial))
             else:
                 heapq.heappush(self._late, (at, article_id, serial))
-            if len(text[0]) + len(text[1]) <= _COPY_TEXT_CHARS:
+            if 0 < len(text[0]) + len(text[1]) <= _COPY_TEXT_CHARS:
                 if len(copies) >= _COPY_GENERATION:
                     self._older_copies = copies
                     self._copies = copies = {}
@@ -784,7 +791,7 @@ class StoryClusterer:
             expiry.append((at, article_id, serial))
         else:
             heapq.heappush(self._late, (at, article_id, serial))
-        if len(text[0]) + len(text[1]) <= _COPY_TEXT_CHARS:
+        if 0 < len(text[0]) + len(text[1]) <= _COPY_TEXT_CHARS:
             if len(self._copies) >= _COPY_GENERATION:
                 self._older_copies = self._copies
                 self._copies = {}
