@@ -133,7 +133,7 @@ def assign_stories(
             clusterer = StoryClusterer(window=window, threshold=threshold)
             since = now - window
             # Streamed into the clusterer, never held as a list: a 1,000-feed window is
-            # ~50,000 titles and summaries, over 100 MB as Python objects.
+            # ~50,000 articles, over 100 MB as Python objects where texts are read.
             representatives = story_representatives(session, window_story_ids(session, since))
             clusterer.load(
                 (

@@ -53,7 +53,8 @@ _stories: Table = Story.__table__  # type: ignore[assignment]
 
 @dataclass(frozen=True, slots=True)
 class StoryArticle:
-    """What clustering reads of a stored article. `summary` is sanitized HTML."""
+    """What clustering reads of a stored article. `summary` is sanitized HTML; both
+    texts are empty where read with a `sketch_prefix` that the sketch starts with."""
 
     id: int
     published_at: datetime
