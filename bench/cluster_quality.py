@@ -7,9 +7,10 @@ The generator knows which entries are copies of one wire story (carried by sever
 feeds under other URLs and retitled); every other entry is a story of its own. This
 parses the generated feed files as a poll would (`sources.parse.parse_feed`), clusters
 the entries as a cold poll stores them (feed by feed, from the sketches a parse worker
-computes), and reports pairwise precision and recall against that truth, the number
-of stories and the largest one, and the CPU time `add` took (a stream whose
-summaries share much phrasing costs more candidates than `bench_cluster.py`'s).
+computes, without what most of a feed's entries carry), and reports pairwise precision
+and recall against that truth, the number of stories and the largest one, and the CPU
+time `add` took (a stream whose summaries share much phrasing costs more candidates
+than `bench_cluster.py`'s).
 
 The labelled set in tests/data/story_pairs.jsonl is the reference for the defaults;
 this is the check that they hold on a 50,000-article stream, where single-link
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import gen_feeds
 from sources.parse import parse_feed
-from watch.cluster import StoryCandidate, StoryClusterer, sketch
+from watch.cluster import StoryCandidate, StoryClusterer, feed_sketches
 
 WORK = Path(__file__).resolve().parent / "work"
 
@@ -70,7 +71,8 @@ def main() -> None:
         body = (out_dir / "base" / Path(feed.path).name).read_bytes()
         parsed = parse_feed(body, f"http://127.0.0.1{feed.path}")
         batch = []
-        for entry in parsed.entries:
+        sketches = feed_sketches([(entry.title, entry.summary) for entry in parsed.entries])
+        for entry, sketch in zip(parsed.entries, sketches, strict=True):
             assert entry.link is not None and entry.published is not None
             article_id += 1
             label[article_id] = truth[entry.link]
@@ -82,7 +84,7 @@ def main() -> None:
                     entry.title,
                     entry.summary,
                     parsed.title,
-                    sketch(entry.title, entry.summary),
+                    sketch,
                 )
             )
         started = time.process_time()

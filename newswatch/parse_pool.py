@@ -38,7 +38,7 @@ from sources.identity import article_identity
 from sources.model import Entry
 from sources.parse import parse_feed
 from storage.records import ArticleRecord, without_nul
-from watch.cluster import sketch
+from watch.cluster import feed_sketches
 
 # One worker: on two cores this process (fetching, storing, matching: 22 s of CPU in a
 # 1,000-feed cold poll, against the worker's 17 s) needs the other core. Two workers
@@ -102,20 +102,34 @@ def match_text(summary: str, content: str | None) -> str:
     return body
 
 
+def with_sketches(records: list[ArticleRecord]) -> list[ArticleRecord]:
+    """One feed's `records` carrying their story `sketch`, computed from the title and
+    summary as `store_articles` stores them, and from the other entries of the feed
+    (`watch.cluster.feed_sketches`: what most of them carry is the outlet's, not the
+    story's). Only here, where a whole feed is at hand, can that be known: every
+    record a poll stores gets its sketch here, in the worker or in process."""
+    sketches = feed_sketches(
+        [(without_nul(r.title) or "", without_nul(r.summary) or "") for r in records]
+    )
+    return [replace(r, sketch=s) for r, s in zip(records, sketches, strict=True)]
+
+
 def with_derived_fields(records: list[ArticleRecord]) -> list[ArticleRecord]:
-    """`records` carrying their `match_text` and story `sketch`, computed from the
-    title, summary and content as `store_articles` stores them."""
-    out = []
-    for r in records:
-        summary = without_nul(r.summary) or ""
-        out.append(
-            replace(
-                r,
-                match_text=match_text(summary, without_nul(r.content)),
-                sketch=sketch(without_nul(r.title) or "", summary),
-            )
-        )
-    return out
+    """One feed's `records` carrying their `match_text` and story `sketch`, computed
+    from the title, summary and content as `store_articles` stores them."""
+    return [
+        replace(r, match_text=match_text(without_nul(r.summary) or "", without_nul(r.content)))
+        for r in with_sketches(records)
+    ]
+
+
+def parse_in_process(body: bytes, url: str, content_type: str | None) -> ParsedBody | FeedError:
+    """`parse_body`, with the records' sketches (`with_sketches`). Their match text is
+    left to the matcher, which reads only the articles that are new."""
+    outcome = parse_body(body, url, content_type)
+    if isinstance(outcome, FeedError):
+        return outcome
+    return ParsedBody(with_sketches(outcome.records), outcome.warning)
 
 
 def unexpected(doing: str, url: str, exc: BaseException) -> FeedError:
@@ -162,8 +176,8 @@ def _parse_in_worker(body: bytes, url: str, content_type: str | None) -> ParsedB
         return Failure(type(outcome), outcome.args, dict(vars(outcome)))
     # Cleaning the text for topic matching and the story sketch cost ~2.5 and ~1.5 ms
     # a feed; here they run on the worker's core instead of the storing process's,
-    # which is the busier one. (In process they are left to the matcher and the
-    # clusterer, which read only the articles that are new.)
+    # which is the busier one. (In process only the sketches are computed: see
+    # `parse_in_process`.)
     return ParsedBody(with_derived_fields(outcome.records), outcome.warning)
 
 

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from newswatch import parse_pool
 from newswatch.config import Config
-from newswatch.parse_pool import ParsedBody, entry_record, parse_body, unexpected
+from newswatch.parse_pool import ParsedBody, entry_record, parse_in_process, unexpected
 from newswatch.processing import ArticleProcessor
 from sources.backoff import next_poll_at
 from sources.errors import FeedError, RateLimited
@@ -299,7 +299,7 @@ class _Poll:
     ) -> None:
         assert result.body is not None
         if parsed is None:
-            parsed = parse_body(result.body, result.final_url, result.content_type)
+            parsed = parse_in_process(result.body, result.final_url, result.content_type)
         if isinstance(parsed, FeedError):
             self.failed(source, result, base, parsed)
             return

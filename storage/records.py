@@ -78,8 +78,9 @@ class ArticleRecord:
     # The plain text topic matching reads (`newswatch.parse_pool.match_text` of the
     # summary and content as stored), when the parse worker process computed it.
     match_text: str | None = None
-    # The story clustering signature of the title and summary as stored
-    # (`watch.cluster.sketch`), when the parse worker process computed it.
+    # The story clustering signature of the title and summary as stored, without what
+    # most entries of its feed carry (`watch.cluster.feed_sketches`), where the feed
+    # was parsed.
     sketch: bytes | None = None
 
 

@@ -21,6 +21,7 @@ from watch.cluster import (
     StoryClusterer,
     _summary_words,
     _words,
+    feed_sketches,
     fingerprint,
     is_near_duplicate,
     sketch,
@@ -457,3 +458,103 @@ def test_a_text_too_short_for_any_index_key_gets_a_story_of_its_own() -> None:
         [candidate(1, "", title="Strike"), candidate(2, "", title="Strike")]
     )
     assert (first.story_key, second.story_key) == (1, 2)
+
+
+# --- what most of a feed's entries carry --------------------------------------------
+
+SIGN_OFF = (
+    "Sign up for the Levant Daily briefing to get the most important stories from the "
+    "region delivered to your inbox every morning, free of charge."
+)
+# Six different stories of one outlet, each a short lede: the sign-off is most of
+# their words.
+OUTLET_STORIES = [
+    ("Turkish and Israeli officers meet in Baku", "Delegations met to discuss deconfliction."),
+    ("Damascus airport reopens to regional flights", "A commercial flight landed after repairs."),
+    ("Flooding closes the coastal road near Latakia", "Heavy rain swept away the highway."),
+    ("Aleppo citadel restoration resumes", "Engineers returned to shore up damaged walls."),
+    ("Wheat harvest forecast cut in Hasakah", "Drought has halved the yield, farmers said."),
+    ("Electricity rationing eased in Homs", "Households will receive more hours of power."),
+]
+
+
+def _stories_of(sketches: list[bytes | None]) -> list[int]:
+    clusterer = StoryClusterer()
+    items = [
+        StoryCandidate(i, T0 + timedelta(minutes=i), "", "", sketch=s)
+        for i, s in enumerate(sketches, start=1)
+    ]
+    return [a.story_key for a in clusterer.add(items)]
+
+
+def test_an_outlets_different_stories_stay_apart_though_each_ends_in_its_sign_off() -> None:
+    entries = [(title, f"<p>{lede}</p><p>{SIGN_OFF}</p>") for title, lede in OUTLET_STORIES]
+    assert len(set(_stories_of([sketch(*e) for e in entries]))) == 1  # each on its own text
+
+    assert _stories_of(feed_sketches(entries)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_sign_off_is_left_out_of_the_sketch_of_each_entry_that_carries_it() -> None:
+    entries = [(title, f"{lede} {SIGN_OFF}") for title, lede in OUTLET_STORIES]
+    entries.append(("Ceasefire holds in Idlib", "Monitors reported a quiet night."))
+
+    assert feed_sketches(entries) == [
+        *(sketch(title, lede) for title, lede in OUTLET_STORIES),
+        sketch("Ceasefire holds in Idlib", "Monitors reported a quiet night."),
+    ]
+
+
+def test_a_run_most_titles_begin_with_is_left_out_like_a_sign_off() -> None:
+    entries = [(f"Syria live updates: {title}", lede) for title, lede in OUTLET_STORIES]
+
+    assert feed_sketches(entries) == [sketch(title, lede) for title, lede in OUTLET_STORIES]
+
+
+def test_a_run_fewer_than_half_of_a_feeds_entries_carry_stays_in_their_sketches() -> None:
+    entries = [
+        (title, f"{lede} {SIGN_OFF}" if i < 3 else lede)
+        for i, (title, lede) in enumerate(OUTLET_STORIES * 2)
+    ]
+
+    assert feed_sketches(entries) == [sketch(*e) for e in entries]
+
+
+def test_a_feed_of_two_entries_has_no_boilerplate() -> None:
+    entries = [(title, f"{lede} {SIGN_OFF}") for title, lede in OUTLET_STORIES[:2]]
+
+    assert feed_sketches(entries) == [sketch(*e) for e in entries]
+
+
+def test_a_copy_without_the_outlets_sign_off_joins_the_story_it_copies() -> None:
+    outlet = feed_sketches([(title, f"{lede} {SIGN_OFF}") for title, lede in OUTLET_STORIES])
+    title, lede = OUTLET_STORIES[0]
+    copy = sketch(title, f"{lede} Officials said.")
+    # On its own text the first story shares too few words with the copy.
+    assert _stories_of([sketch(title, f"{lede} {SIGN_OFF}"), copy]) == [1, 2]
+
+    assert _stories_of([*outlet, copy])[::6] == [1, 1]
+
+
+@settings(max_examples=30, deadline=None)
+@given(order=st.permutations(range(len(OUTLET_STORIES) + 1)))
+def test_feed_sketches_do_not_depend_on_the_order_of_the_entries(order: list[int]) -> None:
+    entries = [(title, f"{lede} {SIGN_OFF}") for title, lede in OUTLET_STORIES]
+    entries.append(("Ceasefire holds in Idlib", "Monitors reported a quiet night."))
+    expected = feed_sketches(entries)
+
+    assert feed_sketches([entries[i] for i in order]) == [expected[i] for i in order]
+
+
+def test_a_real_feeds_sign_off_is_left_out_of_its_sketches(corpus_dir: Path) -> None:
+    from sources.parse import parse_feed
+
+    body = (corpus_dir / "codehollow-feedreader-tests/Feeds/Rss20MassaNews.xml").read_bytes()
+    entries = [(e.title, e.summary) for e in parse_feed(body, "https://massanews.com/").entries]
+    # Every summary ends "Leia mais no <a href=...>Massa News</a>!" ("read more at").
+    without = [(t, s.removesuffix("!").rsplit("Leia mais no", 1)[0]) for t, s in entries]
+    assert sum(s != w for (_, s), (_, w) in zip(entries, without, strict=True)) == 50
+
+    sketches = feed_sketches(entries)
+
+    assert sketches == [sketch(*e) for e in without]
+    assert sketches != [sketch(*e) for e in entries]

@@ -45,7 +45,7 @@ from tests.test_poll_pipeline import (
     story,
     write_config,
 )
-from watch.cluster import sketch
+from watch.cluster import feed_sketches
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 BOZO_RSS = (
@@ -354,7 +354,7 @@ def test_the_cli_exits_cleanly_after_a_poll_that_used_the_pool(
 
 
 @pytest.mark.parametrize("name", ["HuffPostCanada.xml", "AtomEscapedHTMLInPreTag.xml"])
-def test_the_story_sketch_a_worker_computes_is_that_of_the_stored_title_and_summary(
+def test_the_story_sketches_a_worker_computes_are_those_of_the_stored_titles_and_summaries(
     database: Database, corpus_dir: Path, name: str
 ) -> None:
     body = (corpus_dir / "feedjira-sample-feeds" / name).read_bytes()
@@ -366,7 +366,7 @@ def test_the_story_sketch_a_worker_computes_is_that_of_the_stored_title_and_summ
     with database.session(readonly=True) as s:
         stored = unclustered_articles(s, limit=1000)
     assert len(stored) == len(parsed.records) > 0
-    assert [a.sketch for a in stored] == [sketch(a.title, a.summary) for a in stored]
+    assert [a.sketch for a in stored] == feed_sketches([(a.title, a.summary) for a in stored])
 
 
 def test_the_text_a_worker_computes_for_matching_is_what_the_stored_article_gives(

@@ -214,6 +214,69 @@ def test_a_due_feed_is_not_polled_again_before_its_interval(
     assert len(feed_server.requests_to("/news.xml")) == 1
 
 
+# --- stories: what an outlet puts on every entry is not the story ----------------------
+
+SIGN_OFF = (
+    "Sign up for the Levant Daily briefing to get the most important stories from the "
+    "region delivered to your inbox every morning, free of charge."
+)
+LEVANT_DAILY = [
+    ("Turkish and Israeli officers meet in Baku", "Delegations met to discuss deconfliction."),
+    ("Damascus airport reopens to regional flights", "A commercial flight landed after repairs."),
+    ("Flooding closes the coastal road near Latakia", "Heavy rain swept away the highway."),
+    ("Aleppo citadel restoration resumes", "Engineers returned to shore up damaged walls."),
+    ("Wheat harvest forecast cut in Hasakah", "Drought has halved the yield, farmers said."),
+]
+
+
+def poll_levant_daily_and_a_copy(
+    tmp_path: Path, feed_server: FeedServer, database_url: str
+) -> dict[str | None, int | None]:
+    """Poll an outlet whose summaries all end in its sign-off, and another outlet with a
+    copy of its first story; each article's story, by link."""
+    from newswatch.stories import forget_cached_clusterers
+
+    forget_cached_clusterers()  # each test's database is new, even at the same URL
+    items = [
+        {
+            "title": title,
+            "link": f"https://levant.example/{n}",
+            "description": f"<p>{lede}</p><p>{SIGN_OFF}</p>",
+            "pubDate": "Tue, 24 Nov 2026 08:00:00 GMT",
+        }
+        for n, (title, lede) in enumerate(LEVANT_DAILY)
+    ]
+    title, lede = LEVANT_DAILY[0]
+    copy = {
+        "title": title,
+        "link": "https://wire.example/baku",
+        "description": f"{lede} Officials said.",
+        "pubDate": "Tue, 24 Nov 2026 09:00:00 GMT",
+    }
+    levant = feed_server.route("/levant.xml", rss(items))
+    wire = feed_server.route("/wire.xml", rss([copy, story(99)]))
+    report = poll_once(load(write_config(tmp_path, {"Levant": levant, "Wire": wire}), database_url))
+    assert (report.new_articles, report.stories_assigned, report.story_error) == (7, 7, None)
+    with reading(database_url) as s:
+        return {url: story for url, story in s.execute(select(Article.url, Article.story_id))}
+
+
+def test_an_outlets_stories_ending_in_the_same_sign_off_stay_apart(
+    tmp_path: Path, feed_server: FeedServer, database_url: str
+) -> None:
+    story_of = poll_levant_daily_and_a_copy(tmp_path, feed_server, database_url)
+
+    assert len({story_of[f"https://levant.example/{n}"] for n in range(5)}) == 5
+
+
+def test_a_copy_without_the_outlets_sign_off_joins_the_outlets_story(
+    tmp_path: Path, feed_server: FeedServer, database_url: str
+) -> None:
+    story_of = poll_levant_daily_and_a_copy(tmp_path, feed_server, database_url)
+
+    assert story_of["https://wire.example/baku"] == story_of["https://levant.example/0"]
+
+
 # --- processes: two polls at once, a poll killed mid-way -------------------------------
 
 

@@ -87,6 +87,7 @@ __all__ = [
     "StoryCandidate",
     "StoryClusterer",
     "StoryInfo",
+    "feed_sketches",
     "fingerprint",
     "is_near_duplicate",
     "similarity",
@@ -140,8 +141,9 @@ class StoryCandidate:
     title: str
     summary: str
     source: str = ""
-    # `sketch(title, summary)` as stored with the article, if it was: the signature
-    # without fingerprinting the text again (ignored unless of the current version).
+    # `sketch(title, summary)` as stored with the article, if it was (or its entry in
+    # `feed_sketches`): the signature without fingerprinting the text again (ignored
+    # unless of the current version).
     # With a sketch starting with SKETCH_PREFIX, the title and summary may be empty.
     sketch: bytes | None = None
 
@@ -206,7 +208,9 @@ def _words(text: str) -> list[bytes]:
     return fold(text).encode().split()
 
 
-def _summary_words(summary: str) -> list[bytes]:
+def _summary_words(summary: str, limit: int = _MAX_SUMMARY_WORDS) -> list[bytes]:
+    """The first `limit` words of a summary (`_MAX_SUMMARY_WORDS` go into a signature;
+    the first of those are the same whatever the limit)."""
     if len(summary) > _SUMMARY_HEAD_CHARS:
         # A full article in the summary: the lede is in its head. Cleaning and
         # splitting only the head gives the same first words when it has more than
@@ -216,8 +220,8 @@ def _summary_words(summary: str) -> list[bytes]:
             head = head[: head.rfind("<")]  # a tag cut in two would leave words behind
         head_words = _words(_plain(head))
         if len(head_words) > _MAX_SUMMARY_WORDS + 2:
-            return head_words[:_MAX_SUMMARY_WORDS]
-    return _words(_plain(summary))[:_MAX_SUMMARY_WORDS]
+            return head_words[:limit]
+    return _words(_plain(summary))[:limit]
 
 
 def _plain(summary: str) -> str:
@@ -296,6 +300,13 @@ def _fingerprint(title: str, summary: str, sketch_size: int) -> _Fingerprint:
             del summary_words[_MAX_SUMMARY_WORDS:]
     else:
         summary_words = _summary_words(summary)
+    return _fingerprint_words(title_words, summary_words, sketch_size)
+
+
+def _fingerprint_words(
+    title_words: list[bytes], summary_words: list[bytes], sketch_size: int
+) -> _Fingerprint:
+    """`_fingerprint` of the title's and the summary's words (cut to their maximum)."""
     # Bigrams stay inside a field: the title's last word and the summary's first are
     # not a phrase, and outlets that retitle a story would pay for it twice.
     head = [*map(_crc32, title_words)]
@@ -355,9 +366,11 @@ def _held_markers(markers: Iterable[bytes]) -> tuple[bytes, ...]:
 # it: the version byte, the number of bigram hashes, the number of index keys, the
 # bigram hashes as held (32-bit, native byte order, which is little-endian wherever a
 # sketch is written: elsewhere there are none), the index keys (64-bit, likewise), and
-# the markers separated by spaces. Computed once, where the article is parsed (another
-# process), it spares the clustering step, and every reload of the window, the
-# fingerprint: three quarters of the time `add` spends on an article.
+# the markers separated by spaces. Computed once, where the article's feed is parsed
+# (mostly another process; `feed_sketches` leaves out what most of the feed's entries
+# carry, which the article's text alone does not show), it spares the clustering
+# step, and every reload of the window, the fingerprint: three quarters of the time
+# `add` spends on an article.
 # Bump the version whenever `_fingerprint` would give other values for the same text:
 # sketches of another version are ignored and the text fingerprinted instead.
 _SKETCH_VERSION = b"\x03" if sys.byteorder == "little" else None
@@ -371,7 +384,90 @@ def sketch(title: str, summary: str) -> bytes | None:
     """The stored form of an article's signature (None where sketches are not written)."""
     if _SKETCH_VERSION is None:
         return None
-    _, held, _, markers, keys = _fingerprint(title, summary, DEFAULT_SKETCH_SIZE)
+    return _sketch_bytes(_fingerprint(title, summary, DEFAULT_SKETCH_SIZE))
+
+
+def feed_sketches(entries: Sequence[tuple[str, str]]) -> list[bytes | None]:
+    """The sketches of one feed's entries, given as (title, summary): each entry's
+    `sketch`, but without the runs of words that most of the feed's titles, or most of
+    its summaries, begin or end with (see `_BOILERPLATE_MIN_WORDS`)."""
+    if _SKETCH_VERSION is None:
+        return [None] * len(entries)
+    if len(entries) < _BOILERPLATE_MIN_ENTRIES:
+        return [sketch(title, summary) for title, summary in entries]
+    titles = _without_boilerplate([_words(title) for title, _ in entries])
+    summaries = _without_boilerplate(
+        [_summary_words(summary, _BOILERPLATE_SCAN_WORDS) for _, summary in entries]
+    )
+    return [
+        _sketch_bytes(
+            _fingerprint_words(
+                title[:_MAX_TITLE_WORDS], summary[:_MAX_SUMMARY_WORDS], DEFAULT_SKETCH_SIZE
+            )
+        )
+        for title, summary in zip(titles, summaries, strict=True)
+    ]
+
+
+# A run of words that most entries of one feed begin or end with (a newsletter plug,
+# a copyright line, "Read more at ...", the outlet's name after each title) is the
+# outlet's, not the story's. Two different stories of one outlet share it, and where
+# summaries are short it alone lifts their similarity over the threshold: 40 stories
+# of one feed, each summary ending in the same 28-word sign-off, were one story. Such a
+# run of at least _BOILERPLATE_MIN_WORDS words, carried by at least half of a feed's
+# entries and by _BOILERPLATE_MIN_ENTRIES of them, stays out of the sketches of the
+# entries that carry it. (An article clustered from its text has no feed beside it;
+# every article a poll stores comes with its sketch.)
+_BOILERPLATE_MIN_WORDS = 3
+_BOILERPLATE_MIN_ENTRIES = 3
+# Summary words looked at for a run at their end: a summary longer than this has its
+# signature's words well before any sign-off.
+_BOILERPLATE_SCAN_WORDS = 400
+
+
+def _without_boilerplate(word_lists: list[list[bytes]]) -> list[list[bytes]]:
+    """`word_lists` without the run of words that most of them begin with, then
+    without the one that most of them end with (each where it is long enough)."""
+    need = max(_BOILERPLATE_MIN_ENTRIES, (len(word_lists) + 1) // 2)
+    if len(word_lists) < need:
+        return word_lists
+    out = list(word_lists)
+    for at_end in (False, True):
+        length, carriers = _shared_run(out, need, at_end)
+        if length >= _BOILERPLATE_MIN_WORDS:
+            for i in carriers:
+                out[i] = out[i][:-length] if at_end else out[i][length:]
+    return out
+
+
+def _shared_run(word_lists: list[list[bytes]], need: int, at_end: bool) -> tuple[int, list[int]]:
+    """The length of the longest run of words that at least `need` of `word_lists`
+    begin with (`at_end`: end with), and the indices of the lists that carry it.
+
+    Grown a word at a time, taking the word most of the lists that carry the run so
+    far have next (the greater word on a tie: the same run in any entry order)."""
+    carriers = list(range(len(word_lists)))
+    length = 0
+    while True:
+        at = -1 - length if at_end else length
+        counts = collections.Counter(
+            word_lists[i][at] for i in carriers if len(word_lists[i]) > length
+        )
+        if not counts:
+            break
+        count, word = max((n, w) for w, n in counts.items())
+        if count < need:
+            break
+        carriers = [
+            i for i in carriers if len(word_lists[i]) > length and word_lists[i][at] == word
+        ]
+        length += 1
+    return length, carriers
+
+
+def _sketch_bytes(fingerprint: _Fingerprint) -> bytes:
+    assert _SKETCH_VERSION is not None  # sketches are written only where there is one
+    _, held, _, markers, keys = fingerprint
     return b"".join(
         (
             _SKETCH_VERSION,
