@@ -58,15 +58,19 @@ def store_articles(
         missing = [key for key in chunk if key not in ids_by_key]
         if missing:
             found = session.execute(
-                select(_articles.c.key, _articles.c.id, _STORED_LENGTH).where(
+                select(_articles.c.key, _articles.c.id, _STORED_LENGTH, _articles.c.sketch).where(
                     _articles.c.key.in_(missing)
                 )
             )
-            for key, article_id, stored_length in found:
+            for key, article_id, stored_length, stored_sketch in found:
                 ids_by_key[key] = article_id
                 row = rows[key]
-                if _length(row) > (stored_length or 0) and _revise(session, article_id, row):
-                    revised_articles.append(_as_stored(article_id, row, unique[key]))
+                length = _length(row)
+                if length > (stored_length or 0):
+                    if _revise(session, article_id, row):
+                        revised_articles.append(_as_stored(article_id, row, unique[key]))
+                elif length == stored_length and _sorts_first(row["sketch"], stored_sketch):
+                    _resketch(session, article_id, row)
 
     sightings = sorted(
         (ids_by_key[key], _text(unique[key].entry_url)) for key in keys if key in ids_by_key
@@ -117,6 +121,32 @@ def _revise(session: Session, article_id: int, row: dict[str, Any]) -> bool:
         )
     )
     return bool(cast(CursorResult[Any], result).rowcount)
+
+
+# The same text can come with two sketches: a sketch leaves out what most entries of
+# its feed carry (an outlet's sign-off), and an aggregator's feed around the same copy
+# shows no such run. Which feed is stored first is network timing, so of equally long
+# copies with the same title and summary, the article keeps the sketch that sorts
+# first, whichever came first, and the stories of a poll do not depend on the order.
+# (Of one version, that is the sketch with fewer word-pair hashes: their count is its
+# second byte.)
+def _sorts_first(sketch: bytes | None, stored: bytes | None) -> bool:
+    return sketch is not None and (stored is None or sketch < stored)
+
+
+def _resketch(session: Session, article_id: int, row: dict[str, Any]) -> None:
+    # The text and the order again in the statement: a concurrent poll may have
+    # stored a fuller copy, or a sketch that sorts first, since we read it.
+    session.execute(
+        update(_articles)
+        .where(
+            _articles.c.id == article_id,
+            _articles.c.title == row["title"],
+            _articles.c.summary == row["summary"],
+            (_articles.c.sketch.is_(None)) | (_articles.c.sketch > row["sketch"]),
+        )
+        .values(sketch=row["sketch"])
+    )
 
 
 _ARTICLE_COLUMNS = (

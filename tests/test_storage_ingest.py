@@ -76,6 +76,37 @@ def test_a_shorter_or_equally_long_copy_leaves_the_stored_text_as_it_is(
         assert s.scalars(select(Article.summary)).one() == "<p>Short. And more.</p>"
 
 
+def _stored_sketch(db: Database) -> bytes | None:
+    with db.session(readonly=True) as s:
+        return s.scalars(select(Article.sketch)).one()
+
+
+def test_of_two_equal_copies_the_article_keeps_the_sketch_that_sorts_first_in_any_order(
+    database: Database,
+) -> None:
+    first, second = add_source(database, "Outlet"), add_source(database, "Aggregator")
+    # One text, two sketches: its outlet's feed left its sign-off out of one of them.
+    lean = article_record(1, sketch=b"\x03\x05lean")
+    full = article_record(1, sketch=b"\x03\x09full")
+    with database.session() as s:
+        store_articles(s, second, [full], NOW)
+        store_articles(s, first, [lean], NOW)
+    assert _stored_sketch(database) == b"\x03\x05lean"
+    with database.session() as s:
+        store_articles(s, second, [full], NOW)
+    assert _stored_sketch(database) == b"\x03\x05lean"
+
+
+def test_an_equally_long_copy_with_other_text_leaves_the_sketch_as_it_is(
+    database: Database,
+) -> None:
+    source = add_source(database)
+    with database.session() as s:
+        store_articles(s, source, [article_record(1, sketch=b"\x03\x09mine")], NOW)
+        store_articles(s, source, [article_record(1, title="Other", sketch=b"\x03\x01")], NOW)
+    assert _stored_sketch(database) == b"\x03\x09mine"
+
+
 def test_repeats_inside_one_batch_are_one_article(database: Database) -> None:
     source = add_source(database)
     with database.session() as s:
