@@ -24,7 +24,6 @@ import collections
 import re
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,20 +33,6 @@ from sources.parse import parse_feed
 from watch.cluster import StoryCandidate, StoryClusterer, feed_sketches
 
 WORK = Path(__file__).resolve().parent / "work"
-
-
-def _truth(n: int, seed: int, anchor: datetime) -> dict[str, object]:
-    """Entry link -> its story: a wire story's id, else the (feed, position) of the entry."""
-    pool = gen_feeds._wire_pool(seed, anchor)
-    truth: dict[str, object] = {}
-    for index in range(n):
-        outlet = gen_feeds._outlet(index, seed)
-        for position, (story, _, link) in enumerate(
-            gen_feeds._entries(index, seed, anchor, pool, outlet)
-        ):
-            own = (index, position)
-            truth[link] = own if story.wire_id is None else ("wire", story.wire_id)
-    return truth
 
 
 def main() -> None:
@@ -60,7 +45,7 @@ def main() -> None:
     anchor = gen_feeds.anchor_now()
     out_dir = WORK / f"quality-{args.n}-{args.seed}"
     feeds = gen_feeds.generate(out_dir, args.n, seed=args.seed, anchor=anchor)
-    truth = _truth(args.n, args.seed, anchor)
+    truth = gen_feeds.story_truth(args.n, args.seed, anchor)
 
     clusterer = StoryClusterer()
     label: dict[int, object] = {}

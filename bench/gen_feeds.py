@@ -465,6 +465,19 @@ def generate(
     return feeds
 
 
+def story_truth(n: int, seed: int, anchor: dt.datetime) -> dict[str, object]:
+    """The story of each entry of `generate(..., n, seed=seed, anchor=anchor)`, by link:
+    ("wire", id) for the copies of one wire story, else (feed index, position): the
+    stories a clustering of the feeds should find."""
+    pool = _wire_pool(seed, anchor)
+    truth: dict[str, object] = {}
+    for index in range(n):
+        outlet = _outlet(index, seed)
+        for position, (story, _, link) in enumerate(_entries(index, seed, anchor, pool, outlet)):
+            truth[link] = (index, position) if story.wire_id is None else ("wire", story.wire_id)
+    return truth
+
+
 def changed_indexes(n: int, fraction: float, seed: int) -> set[int]:
     """Which feeds a mutation touches: exactly `fraction` of each block of 100.
 
