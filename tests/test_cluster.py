@@ -558,3 +558,20 @@ def test_a_real_feeds_sign_off_is_left_out_of_its_sketches(corpus_dir: Path) -> 
 
     assert sketches == [sketch(*e) for e in without]
     assert sketches != [sketch(*e) for e in entries]
+
+
+def test_the_sketches_of_a_feed_of_huge_entries_hold_a_bounded_number_of_words() -> None:
+    # 100 entries whose titles are 20,000 words each (14 MB): held as words at once,
+    # they would take ~90 MB.
+    entries = [
+        (" ".join(f"w{i}x{n}" for n in range(20_000)), "A short summary of the entry.")
+        for i in range(100)
+    ]
+    tracemalloc.start()
+    try:
+        sketches = feed_sketches(entries)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(sketches) == 100
+    assert peak < 10_000_000

@@ -395,7 +395,7 @@ def feed_sketches(entries: Sequence[tuple[str, str]]) -> list[bytes | None]:
         return [None] * len(entries)
     if len(entries) < _BOILERPLATE_MIN_ENTRIES:
         return [sketch(title, summary) for title, summary in entries]
-    titles = _without_boilerplate([_words(title) for title, _ in entries])
+    titles = _without_boilerplate([_words(title)[:_BOILERPLATE_SCAN_WORDS] for title, _ in entries])
     summaries = _without_boilerplate(
         [_summary_words(summary, _BOILERPLATE_SCAN_WORDS) for _, summary in entries]
     )
@@ -420,9 +420,11 @@ def feed_sketches(entries: Sequence[tuple[str, str]]) -> list[bytes | None]:
 # every article a poll stores comes with its sketch.)
 _BOILERPLATE_MIN_WORDS = 3
 _BOILERPLATE_MIN_ENTRIES = 3
-# Summary words looked at for a run at their end: a summary longer than this has its
-# signature's words well before any sign-off.
-_BOILERPLATE_SCAN_WORDS = 400
+# Words of a title or summary looked at, from its start. A run at the end of a longer
+# one lies past the words that go into its signature; and the whole feed's lists are
+# held at once, which this bounds (a 20 MB feed's text as word objects is ~20 times
+# the text).
+_BOILERPLATE_SCAN_WORDS = 2 * max(_MAX_TITLE_WORDS, _MAX_SUMMARY_WORDS)
 
 
 def _without_boilerplate(word_lists: list[list[bytes]]) -> list[list[bytes]]:
