@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import struct
 import tracemalloc
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -575,3 +576,40 @@ def test_the_sketches_of_a_feed_of_huge_entries_hold_a_bounded_number_of_words()
         tracemalloc.stop()
     assert len(sketches) == 100
     assert peak < 10_000_000
+
+
+def _crafted_sketch(hashes: range, keys: list[int]) -> bytes:
+    """A sketch with these bigram hashes and index keys, as `sketch` lays one out."""
+    assert watch.cluster.SKETCH_PREFIX is not None
+    head = watch.cluster.SKETCH_PREFIX + bytes([len(hashes), len(keys)])
+    return head + struct.pack(f"={len(hashes)}I{len(keys)}q", *hashes, *keys)
+
+
+def test_a_phrase_on_many_copies_of_a_few_stories_still_finds_the_next_copy() -> None:
+    # Five stories, eight copies each, all holding one phrase (key 1): a story carried
+    # by many outlets whose copies are not all joined yet, not boilerplate.
+    def copy(story: int, keys: list[int]) -> bytes:
+        return _crafted_sketch(range(story * 100, story * 100 + 20), keys)
+
+    items = [
+        StoryCandidate(
+            n * 5 + story,
+            T0 + timedelta(minutes=n),
+            "",
+            "",
+            sketch=copy(story, [1, *range(story * 1000, story * 1000 + 15)]),
+        )
+        for n in range(8)
+        for story in range(1, 6)
+    ]
+    # A late copy of the first story that shares only the phrase and one other key.
+    late = StoryCandidate(
+        100, T0 + timedelta(minutes=9), "", "", sketch=copy(1, [1, 1000, *range(50, 64)])
+    )
+    clusterer = StoryClusterer()
+    first = clusterer.add(items)
+
+    (found,) = clusterer.add([late])
+
+    assert len({a.story_key for a in first}) == 5
+    assert found.story_key == 1

@@ -35,8 +35,10 @@ hence the stories, are the same in every process.
 
 A key held by more than `_MAX_POSTING` articles of one index partition is
 boilerplate (a site's footer, a template sentence), unless those articles are
-all one story (a story carried by hundreds of outlets): its list is closed once
-they span more than `_MAX_OPEN_LIST_STORIES` stories, and yields no candidates.
+mostly copies of a few stories (a story carried by hundreds of outlets, in as many
+stories as its copies have not yet been joined): its list is closed once they span
+more than `_MAX_OPEN_LIST_STORIES` stories and fewer than
+`_OPEN_LIST_COPIES` articles a story, and yields no candidates.
 This is where arrival order can matter: a pair that needs such a key to reach
 `min_shared_keys` is found only if its second article arrives before the list closes.
 
@@ -99,12 +101,18 @@ __all__ = [
 # recall there is 0.79. See tests/test_cluster.py::test_labelled_pairs_*.
 # A key held by more articles than this in one index partition is checked each time it
 # passes a multiple of it: the list is closed as boilerplate once its articles span more
-# than _MAX_OPEN_LIST_STORIES stories, or hold _MAX_OPEN_LIST entries. 32 on the bench
-# feeds (bench/cluster_quality.py): recall 0.95 at 16k articles/s; 256 gave 0.96 at 3.4k/s.
+# than _MAX_OPEN_LIST_STORIES stories with fewer than _OPEN_LIST_COPIES articles a
+# story, or hold _MAX_OPEN_LIST entries. 32 on the bench feeds (bench/cluster_quality.py):
+# recall 0.95 at 16k articles/s; 256 gave 0.96 at 3.4k/s.
 _MAX_POSTING = 32
 _MAX_POSTING_BYTES = 8 * _MAX_POSTING
 _MAX_OPEN_LIST = 1024
 _MAX_OPEN_LIST_STORIES = 2
+# A wire story carried by ~180 outlets (10,000 bench feeds) has its copies in several
+# stories until they are joined: closing its keys' lists at three stories split such
+# stories into dozens, and recall there fell to 0.61; a list of at least 4 articles a
+# story stays open, and it is 0.89 (precision 1.0000 both; 0.95 at 1,000 feeds either way).
+_OPEN_LIST_COPIES = 4
 DEFAULT_THRESHOLD = 0.40
 DEFAULT_WINDOW = timedelta(hours=72)
 DEFAULT_MIN_SHINGLES = 6
@@ -897,11 +905,12 @@ class StoryClusterer:
 
     def _close_boilerplate_lists(self, postings: dict[int, bytes], keys: Iterable[int]) -> None:
         """Close the lists of `keys` that have just passed a multiple of the bound and
-        name articles of more than `_MAX_OPEN_LIST_STORIES` stories (or hold
-        `_MAX_OPEN_LIST` entries): those keys are boilerplate.
+        name articles of more than `_MAX_OPEN_LIST_STORIES` stories, fewer than
+        `_OPEN_LIST_COPIES` a story (or hold `_MAX_OPEN_LIST` entries): those keys are
+        boilerplate.
 
-        A list whose articles are one story is a story carried by many outlets: it
-        stays open, so that the next copy finds them.
+        A list whose articles are copies of a few stories is a story carried by many
+        outlets: it stays open, so that the next copy finds them.
         """
         live_get = self._live.get
         story_of_get = self._story_of.get
@@ -916,7 +925,7 @@ class StoryClusterer:
                     if record is not None:
                         stories.add(story_of_get(record[0]))
                 stories.discard(None)
-                if len(stories) <= _MAX_OPEN_LIST_STORIES:
+                if len(stories) <= max(_MAX_OPEN_LIST_STORIES, count // _OPEN_LIST_COPIES):
                     continue
             postings[key] = _FULL
 
