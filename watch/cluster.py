@@ -421,7 +421,7 @@ def feed_sketches(entries: Sequence[tuple[str, str]]) -> list[bytes | None]:
 # a copyright line, "Read more at ...", the outlet's name after each title) is the
 # outlet's, not the story's. Two different stories of one outlet share it, and where
 # summaries are short it alone lifts their similarity over the threshold: 40 stories
-# of one feed, each summary ending in the same 28-word sign-off, were one story. Such a
+# of one feed, each summary ending in the same 27-word sign-off, were one story. Such a
 # run of at least _BOILERPLATE_MIN_WORDS words, carried by at least half of a feed's
 # entries and by _BOILERPLATE_MIN_ENTRIES of them, stays out of the sketches of the
 # entries that carry it. (An article clustered from its text has no feed beside it;
