@@ -28,6 +28,7 @@ from newswatch.config import Config, load_config
 from newswatch.runs import close_databases, poll_once
 from storage.models import Article, FeedState, Sighting, Source
 from tests.fixtures.http import SAMPLE_RSS, Drip, FeedServer, Gate
+from tests.test_cluster import OUTLET_STORIES, SIGN_OFF
 
 NEWSWATCH = str(Path(sys.executable).with_name("newswatch"))
 
@@ -216,17 +217,8 @@ def test_a_due_feed_is_not_polled_again_before_its_interval(
 
 # --- stories: what an outlet puts on every entry is not the story ----------------------
 
-SIGN_OFF = (
-    "Sign up for the Levant Daily briefing to get the most important stories from the "
-    "region delivered to your inbox every morning, free of charge."
-)
-LEVANT_DAILY = [
-    ("Turkish and Israeli officers meet in Baku", "Delegations met to discuss deconfliction."),
-    ("Damascus airport reopens to regional flights", "A commercial flight landed after repairs."),
-    ("Flooding closes the coastal road near Latakia", "Heavy rain swept away the highway."),
-    ("Aleppo citadel restoration resumes", "Engineers returned to shore up damaged walls."),
-    ("Wheat harvest forecast cut in Hasakah", "Drought has halved the yield, farmers said."),
-]
+# The first five of test_cluster.OUTLET_STORIES: one outlet, short ledes, one sign-off.
+LEVANT_DAILY = OUTLET_STORIES[:5]
 
 
 def poll_levant_daily_and_a_copy(
