@@ -8,9 +8,10 @@ feeds under other URLs and retitled); every other entry is a story of its own. T
 parses the generated feed files as a poll would (`sources.parse.parse_feed`), clusters
 the entries as a cold poll stores them (feed by feed, from the sketches a parse worker
 computes, without what most of a feed's entries carry), and reports pairwise precision
-and recall against that truth, the number of stories and the largest one, and the CPU
+and recall against that truth, the number of stories and the largest one, the CPU
 time `add` took (a stream whose summaries share much phrasing costs more candidates
-than `bench_cluster.py`'s).
+than `bench_cluster.py`'s), and how many stories come out otherwise when the same
+articles arrive in the reverse order.
 
 The labelled set in tests/data/story_pairs.jsonl is the reference for the defaults;
 this is the check that they hold on a 50,000-article stream, where single-link
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import re
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,6 +51,9 @@ def main() -> None:
     truth = gen_feeds.story_truth(args.n, args.seed, anchor)
 
     clusterer = StoryClusterer()
+    # Each feed's candidates as clustered, sketches only (`add` reads nothing else
+    # of an article with a sketch), for the run in the other arrival order.
+    batches: list[list[StoryCandidate]] = []
     label: dict[int, object] = {}
     shown: dict[int, tuple[str, str]] = {}
     article_id = 0
@@ -75,6 +81,7 @@ def main() -> None:
         started = time.process_time()
         clusterer.add(batch)
         spent += time.process_time() - started
+        batches.append([dataclasses.replace(c, title="", summary="") for c in batch])
 
     stories: dict[int, list[int]] = collections.defaultdict(list)
     for member in label:
@@ -109,6 +116,27 @@ def main() -> None:
         f"in {wrong:,} stories)"
     )
     print(f"clustering: {len(label) / spent:,.0f} articles/s of CPU time (`add`, from sketches)")
+
+    # Order independence, measured: the same articles, the last feed's last entry first.
+    # Only a list closed as boilerplate can make them differ (README: stories).
+    reversed_clusterer = StoryClusterer()
+    for batch in reversed(batches):
+        reversed_clusterer.add(batch[::-1])
+    first = _partition(clusterer, label)
+    second = _partition(reversed_clusterer, label)
+    differ = first - second
+    print(
+        f"reversed arrival order: {len(differ):,} of {len(first):,} stories differ "
+        f"({sum(map(len, differ)):,} articles; {len(second - first):,} stories in their place)"
+    )
+
+
+def _partition(clusterer: StoryClusterer, articles: Iterable[int]) -> set[frozenset[int]]:
+    """The stories of `articles`, as sets of article ids (story keys left out)."""
+    stories: dict[int | None, set[int]] = collections.defaultdict(set)
+    for article_id in articles:
+        stories[clusterer.story_of(article_id)].add(article_id)
+    return {frozenset(members) for members in stories.values()}
 
 
 if __name__ == "__main__":

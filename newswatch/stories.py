@@ -13,9 +13,10 @@ feeds' articles are committed), not inside each feed's transaction. Choices, and
   sees everything committed before it, and a crash leaves the articles unassigned
   for the next run. Two processes clustering at once end where one would.
 - **Deterministic.** The clusterer's stories are connected components of a
-  near-duplicate graph (`watch.cluster`), so they do not depend on arrival order; a
-  story's id is the smallest article id it ever held and its representative the
-  earliest published article, so every process computes the same rows.
+  near-duplicate graph (`watch.cluster`), so they do not depend on arrival order
+  (except through phrases closed as boilerplate, see `watch.cluster`); a story's
+  id is the smallest article id it ever held and its representative the earliest
+  published article, so every process computes the same rows.
 - **Cached between polls, verified by a token.** Reloading the window means
   reading and re-fingerprinting every article of the last `window_hours`. A process
   keeps its clusterer (one per database URL, window and threshold) after a run, with
