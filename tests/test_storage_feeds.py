@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 
 from storage.db import Database
 from storage.feeds import (
@@ -87,6 +87,22 @@ def test_syncing_again_updates_a_source_in_place(database: Database) -> None:
     with database.session(readonly=True) as s:
         rows = all_sources(s)
     assert [(r.id, r.tags, r.poll_interval_s) for r in rows] == [(first_id, ("turkey",), 60)]
+
+
+def test_syncing_an_unchanged_config_writes_no_source_rows(database: Database) -> None:
+    _sync(database, A, B)
+    statements: list[str] = []
+
+    def record(*args: object) -> None:
+        statements.append(str(args[2]))  # (conn, cursor, statement, ...)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        _sync(database, A, B)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    assert [s for s in statements if s.lstrip().upper().startswith("INSERT INTO SOURCES")] == []
+    assert _due(database) == ["Alpha", "Beta"]
 
 
 def test_source_removed_from_config_is_kept_but_inactive(database: Database) -> None:
