@@ -83,13 +83,9 @@ def main() -> None:
         spent += time.process_time() - started
         batches.append([dataclasses.replace(c, title="", summary="") for c in batch])
 
-    stories: dict[int, list[int]] = collections.defaultdict(list)
-    for member in label:
-        key = clusterer.story_of(member)
-        assert key is not None
-        stories[key].append(member)
+    stories = sorted(_partition(clusterer, label), key=min)
     true_pairs = false_pairs = wrong = 0
-    for members in stories.values():
+    for members in stories:
         counts = collections.Counter(label[m] for m in members)
         same = sum(c * (c - 1) // 2 for c in counts.values())
         true_pairs += same
@@ -97,13 +93,13 @@ def main() -> None:
         if len(counts) > 1:
             wrong += 1
             if wrong <= args.show:
-                for member in members[:4]:
+                for member in sorted(members)[:4]:
                     title, summary = shown[member]
                     text = re.sub(r"<[^>]+>", " ", summary)
                     print(f"{label[member]} | {title} | {' '.join(text.split())[:200]}")
                 print("--")
     positives = sum(c * (c - 1) // 2 for c in collections.Counter(label.values()).values())
-    sizes = sorted(map(len, stories.values()), reverse=True)
+    sizes = sorted(map(len, stories), reverse=True)
     print(
         f"{len(label):,} articles in {len(stories):,} stories "
         f"({sum(1 for s in sizes if s > 1):,} with copies; largest {sizes[:3]}); "
@@ -122,7 +118,7 @@ def main() -> None:
     reversed_clusterer = StoryClusterer()
     for batch in reversed(batches):
         reversed_clusterer.add(batch[::-1])
-    first = _partition(clusterer, label)
+    first = set(stories)
     second = _partition(reversed_clusterer, label)
     differ = first - second
     print(

@@ -44,8 +44,8 @@ def _source_values(spec: SourceSpec, origin: str, now: datetime) -> dict[str, An
     }
 
 
-# The columns `sync_sources` sets, name first: a stored source equal in all of them
-# is left as it is.
+# The columns `sync_sources` sets, name (the key) first: a stored source equal in all
+# of them is left as it is, and the upsert writes the others.
 _SYNCED = (
     Source.name,
     Source.url,
@@ -107,14 +107,7 @@ def sync_sources(
         stmt = insert(session, Source)
         stmt = stmt.on_conflict_do_update(
             index_elements=["name"],
-            set_={
-                "url": stmt.excluded.url,
-                "tags": stmt.excluded.tags,
-                "language": stmt.excluded.language,
-                "poll_interval_s": stmt.excluded.poll_interval_s,
-                "origin": stmt.excluded.origin,
-                "active": True,
-            },
+            set_={column.key: stmt.excluded[column.key] for column in _SYNCED[1:]},
         )
         session.execute(stmt, rows)
     session.execute(
