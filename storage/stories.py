@@ -36,6 +36,7 @@ __all__ = [
     "bump_story_clock",
     "lock_stories",
     "save_assignments",
+    "story_clock",
     "story_representatives",
     "unclustered_articles",
     "window_articles",
@@ -87,6 +88,12 @@ def lock_stories(session: Session) -> int | None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(STORY_LOCK_ID)))
     # SQLite: a write session began with BEGIN IMMEDIATE and already holds the lock.
+    return story_clock(session)
+
+
+def story_clock(session: Session) -> int | None:
+    """The story clock's token, without the lock: what a run that saves later compares
+    with `lock_stories`'s token to know that no other run saved in between."""
     token: int | None = session.scalar(select(StoryClock.version).where(StoryClock.id == _CLOCK_ID))
     return token
 

@@ -7,6 +7,7 @@ the real `digest_once`; the concurrency test runs real processes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from digest.run import digest_once
 from newswatch.config import Config, load_config
 from newswatch.processing import ArticleProcessor
-from newswatch.stories import StoryRun, assign_stories, forget_cached_clusterers
+from newswatch.stories import StoryRun, assign_next_page, assign_stories, forget_cached_clusterers
 from storage.db import Database, open_database
 from storage.export import iter_articles
 from storage.ingest import store_articles
@@ -25,7 +26,13 @@ from storage.models import Article, Story
 from storage.stories import unclustered_articles
 from tests.fixtures.db import add_source, article_record, process_context
 from tests.test_cluster import LEDE, UNRELATED
-from watch.cluster import SKETCH_PREFIX, StoryCandidate, StoryClusterer, sketch
+from watch.cluster import (
+    SKETCH_PREFIX,
+    StoryAssignment,
+    StoryCandidate,
+    StoryClusterer,
+    sketch,
+)
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 
@@ -391,3 +398,69 @@ def _cluster_once(url: str, config_path: str) -> None:
     db = open_database(url)
     assign_stories(db, load_config(config_path, {"NEWSWATCH_DATABASE_URL": url}), NOW)
     db.dispose()
+
+
+def test_a_page_is_clustered_without_the_lock_while_a_feed_is_stored(
+    newsroom: Newsroom, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = (newsroom.store(t, LEDE, source=s, hours_ago=h) for s, t, h in WIRE[:2])
+    meanwhile: list[int] = []
+    real_add = StoryClusterer.add
+
+    def add_while_a_feed_is_stored(
+        self: StoryClusterer, items: Sequence[StoryCandidate]
+    ) -> list[StoryAssignment]:
+        # On SQLite this write would wait for the lock if the page held it.
+        meanwhile.append(newsroom.store(WIRE[2][1], LEDE, source="Al Arabiya", hours_ago=3))
+        return real_add(self, items)
+
+    monkeypatch.setattr(StoryClusterer, "add", add_while_a_feed_is_stored)
+    run = assign_next_page(newsroom.db, config, NOW)
+
+    assert (run.assigned, run.joined, run.reloaded) == (2, 1, True)
+    assert story_of(newsroom.db) == {first: first, second: first, meanwhile[0]: None}
+
+
+def test_pages_are_assigned_oldest_first_and_the_next_one_reuses_the_clusterer(
+    newsroom: Newsroom, config: Config
+) -> None:
+    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+
+    first = assign_next_page(newsroom.db, config, NOW, page_size=2)
+    assigned_then = story_of(newsroom.db)
+    second = assign_next_page(newsroom.db, config, NOW, page_size=2)
+    third = assign_next_page(newsroom.db, config, NOW, page_size=2)
+
+    assert assigned_then == {ids[0]: ids[0], ids[1]: ids[0], ids[2]: None}
+    assert (second.assigned, second.reloaded) == (1, False)
+    assert third == StoryRun()
+    assert story_of(newsroom.db) == dict.fromkeys(ids, ids[0])
+    assert first.assigned == 2
+
+
+def test_a_page_clustered_while_another_run_saved_is_thrown_away_and_clustered_again(
+    newsroom: Newsroom, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lebanon = newsroom.store("", LEDE, hours_ago=5)
+    bridge: list[int] = []
+    real_add = StoryClusterer.add
+
+    def add_while_another_run_saves(
+        self: StoryClusterer, items: Sequence[StoryCandidate]
+    ) -> list[StoryAssignment]:
+        monkeypatch.setattr(StoryClusterer, "add", real_add)
+        results = real_add(self, items)
+        # Another process stores an article that joins both texts and clusters first.
+        bridge.append(newsroom.store(LEDE, UNRELATED, source="Wire", hours_ago=4))
+        assign_stories(newsroom.db, config, NOW)
+        return results
+
+    monkeypatch.setattr(StoryClusterer, "add", add_while_another_run_saves)
+    run = assign_next_page(newsroom.db, config, NOW)
+    # A clusterer kept from the stale page would not hold the bridge.
+    football = newsroom.store("", UNRELATED, source="BBC", hours_ago=3)
+    assign_stories(newsroom.db, config, NOW)
+
+    assert run.assigned == 0  # the other run had assigned the page
+    assert story_of(newsroom.db) == dict.fromkeys([lebanon, bridge[0], football], lebanon)
+    assert stories(newsroom.db) == {lebanon: (lebanon, 3, NOW, NOW)}
