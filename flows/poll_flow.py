@@ -7,7 +7,9 @@ own share of [poll] concurrency. The batches all run at once (threads): run one 
 another, each batch's slowest feed (up to [poll] feed_timeout) would add up; side by
 side they overlap, as in a poll without Prefect. Per-feed failures are recorded by
 newswatch itself; only batch-level transient failures (the database briefly
-unreachable or locked) are retried by Prefect.
+unreachable or locked) are retried by Prefect. Stories are assigned by one story worker
+for the whole poll (`newswatch.story_worker`), fed by every batch as it stores feeds;
+its last pass is the `assign-stories` task, once every batch has finished.
 
 Tasks take the loaded config, the prepared topic matcher and plain dataclasses, never a
 session, engine or client (Prefect would try to hash them), and nothing is cached: every
@@ -37,10 +39,11 @@ from prefect.utilities.annotations import quote
 
 from newswatch.config import Config, load_config
 from newswatch.malloc import limit_malloc_arenas
-from newswatch.poll import FeedReport, PollReport
+from newswatch.poll import FeedReport, PollReport, feed_listener
 from newswatch.processing import ArticleProcessor
 from newswatch.report import matches_markdown, poll_table
-from newswatch.runs import cluster_new_articles, database, plan_poll, poll_batch
+from newswatch.runs import database, plan_poll, poll_batch
+from newswatch.story_worker import StoryWorker
 from storage.db import DatabaseError
 from storage.records import DueSource
 
@@ -137,10 +140,10 @@ def poll_batch_task(
 
 
 @task(name="assign-stories", cache_policy=NO_CACHE)
-def assign_stories_task(config: Config, started_at: datetime) -> tuple[int, str | None]:
-    """Cluster the whole poll's new articles once, after every batch has stored them
-    (one batch clustering while another stores would hold SQLite's write lock)."""
-    return cluster_new_articles(config, now=started_at)
+def assign_stories_task(stories: StoryWorker) -> tuple[int, str | None]:
+    """Give every new article of the poll a story, after every batch has stored them:
+    the story worker's last pass (it clustered what the batches stored meanwhile)."""
+    return stories.finish()
 
 
 def _handed(value: _T) -> _T:
@@ -160,6 +163,38 @@ def poll_run_name() -> str:
 def _failed_batch(group: list[DueSource], error: BaseException) -> list[FeedReport]:
     message = f"batch failed: {type(error).__name__}: {error}"
     return [FeedReport(s.id, s.name, s.url, "batch-failed", error=message) for s in group]
+
+
+def _run_batches(
+    config: Config,
+    processor: ArticleProcessor,
+    groups: list[list[DueSource]],
+    started_at: datetime,
+    stories: StoryWorker,
+) -> tuple[PollReport, BaseException | None]:
+    """The batch tasks, side by side: their merged report and the first failure."""
+    parallel = max(1, len(groups))
+    # The tasks run in copies of this context: each feed they store nudges `stories`.
+    listening = feed_listener.set(stories.listener(feed_listener.get()))
+    try:
+        futures: list[PrefectFuture[PollReport]] = [
+            poll_batch_task.submit(
+                _handed(config), _handed(processor), _handed(group), started_at, parallel
+            )
+            for group in groups
+        ]
+    finally:
+        feed_listener.reset(listening)
+    wait(futures)
+    report = PollReport(started_at=started_at)
+    failure: BaseException | None = None
+    for group, future in zip(groups, futures, strict=True):
+        try:
+            report.merge(future.result())
+        except Exception as error:  # reported by the flow, then re-raised
+            failure = failure or error
+            report.feeds.extend(_failed_batch(group, error))
+    return report, failure
 
 
 @flow(
@@ -182,26 +217,13 @@ def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) ->
     started_at = datetime.now(UTC)
     due, processor = plan_task(_handed(config), all_sources, started_at)
     groups = batches(due, config.poll.batch_size)
-    parallel = max(1, len(groups))
-    futures: list[PrefectFuture[PollReport]] = [
-        poll_batch_task.submit(
-            _handed(config), _handed(processor), _handed(group), started_at, parallel
-        )
-        for group in groups
-    ]
-    wait(futures)
-    report = PollReport(started_at=started_at)
-    failure: BaseException | None = None
-    for group, future in zip(groups, futures, strict=True):
-        try:
-            report.merge(future.result())
-        except Exception as error:  # reported below, then re-raised
-            failure = failure or error
-            report.feeds.extend(_failed_batch(group, error))
-    if failure is None:
-        report.stories_assigned, report.story_error = assign_stories_task(
-            _handed(config), started_at
-        )
+    stories = StoryWorker(config, started_at)
+    try:
+        report, failure = _run_batches(config, processor, groups, started_at, stories)
+        if failure is None:
+            report.stories_assigned, report.story_error = assign_stories_task(_handed(stories))
+    finally:
+        stories.abandon()  # if the poll failed; its articles are assigned by the next one
     report.finished_at = report.finished_at or datetime.now(UTC)
     create_table_artifact(
         poll_table(report),

@@ -96,10 +96,16 @@ def poll_once(
     now: datetime | None = None,
 ) -> PollReport:
     """One whole poll without Prefect."""
+    from newswatch.story_worker import StoryWorker
+
     now = now or datetime.now(UTC)
     due = plan_poll(config, all_sources=all_sources, now=now)
-    report = poll_batch(config, due, now=now, on_feed=on_feed)
-    report.stories_assigned, report.story_error = cluster_new_articles(config, now=now)
+    stories = StoryWorker(config, now)
+    try:
+        report = poll_batch(config, due, now=now, on_feed=stories.listener(on_feed))
+        report.stories_assigned, report.story_error = stories.finish()
+    finally:
+        stories.abandon()  # if the poll failed; its articles are assigned by the next one
     return report
 
 

@@ -207,6 +207,38 @@ def test_poll_flow_runs_a_bounded_number_of_tasks_for_many_feeds(
     assert all(run.state.is_completed() for run in task_runs)
 
 
+def test_poll_flow_batches_feed_one_story_worker_that_assigns_every_new_article(
+    prefect_test_harness: None, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    from flows.poll_flow import poll_flow
+    from newswatch import story_worker
+    from newswatch.runs import database
+    from storage.stories import unclustered_articles
+
+    count = story_worker.START_AFTER + 6  # enough feeds with new articles to start it
+    lines = [f'[storage]\nurl = "sqlite:///{tmp_path / "nw.db"}"\n\n[poll]\nbatch_size = 10\n']
+    for n in range(count):
+        items = "".join(
+            f"<item><title>Story {n}-{k} from outlet {n}</title>"
+            f"<link>https://outlet{n}.example/{k}</link></item>"
+            for k in range(2)
+        )
+        body = f'<rss version="2.0"><channel><title>Outlet {n}</title>{items}</channel></rss>'
+        url = feed_server.route(f"/f{n}.xml", body=body.encode())
+        lines.append(f'[[sources]]\nname = "feed {n}"\nurl = "{url}"\n')
+    config_path = tmp_path / "newswatch.toml"
+    config_path.write_text("\n".join(lines), encoding="utf-8")
+    starts = story_worker.starts()
+
+    state = poll_flow(config_path=str(config_path), all_sources=True, return_state=True)
+
+    report = cast(PollReport, state.result())
+    assert (report.new_articles, report.stories_assigned) == (2 * count, 2 * count)
+    assert story_worker.starts() == starts + 1
+    with database(load_config(config_path)).session(readonly=True) as session:
+        assert unclustered_articles(session, after_id=0, limit=10) == []
+
+
 def test_poll_command_runs_the_poll_flow(polled_demo: PolledDemo) -> None:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName

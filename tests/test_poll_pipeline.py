@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -28,7 +30,7 @@ from newswatch.config import Config, load_config
 from newswatch.runs import close_databases, poll_once
 from storage.models import Article, FeedState, Sighting, Source
 from tests.fixtures.http import SAMPLE_RSS, Drip, FeedServer, Gate
-from tests.test_cluster import OUTLET_STORIES, SIGN_OFF
+from tests.test_cluster import LEDE, OUTLET_STORIES, SIGN_OFF
 
 NEWSWATCH = str(Path(sys.executable).with_name("newswatch"))
 
@@ -267,6 +269,46 @@ def test_a_copy_without_the_outlets_sign_off_joins_the_outlets_story(
     story_of = poll_levant_daily_and_a_copy(tmp_path, feed_server, database_url)
 
     assert story_of["https://wire.example/baku"] == story_of["https://levant.example/0"]
+
+
+def test_a_poll_clusters_its_stored_feeds_in_a_story_worker(
+    tmp_path: Path, feed_server: FeedServer, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newswatch import story_worker
+    from newswatch.stories import forget_cached_clusterers
+
+    forget_cached_clusterers()  # each test's database is new, even at the same URL
+    monkeypatch.setattr(story_worker, "START_AFTER", 1)  # a worker from the first feed on
+    starts = story_worker.starts()
+    an_hour_ago = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
+    outlets = ["AFP", "France 24", "Al Arabiya"]
+    feeds = {
+        outlet: feed_server.route(
+            f"/{n}.xml",
+            rss(
+                [
+                    {
+                        "title": "Israeli strike kills three in south Lebanon",
+                        "link": f"https://outlet{n}.example/strike",
+                        "description": f"<p>{LEDE}</p>",
+                        "pubDate": an_hour_ago,
+                    },
+                    story(10 + n),
+                ]
+            ),
+        )
+        for n, outlet in enumerate(outlets)
+    }
+
+    report = poll_once(load(write_config(tmp_path, feeds), database_url))
+
+    assert (report.new_articles, report.stories_assigned, report.story_error) == (6, 6, None)
+    assert story_worker.starts() == starts + 1
+    with reading(database_url) as s:
+        story_of = {url: story for url, story in s.execute(select(Article.url, Article.story_id))}
+    copies = {story_of[f"https://outlet{n}.example/strike"] for n in range(3)}
+    assert len(copies) == 1 and None not in copies
+    assert len(set(story_of.values())) == 4  # the copies' story and three others
 
 
 # --- processes: two polls at once, a poll killed mid-way -------------------------------

@@ -7,6 +7,8 @@ the real `digest_once`; the concurrency test runs real processes.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,9 +18,11 @@ import pytest
 from sqlalchemy import select
 
 from digest.run import digest_once
+from newswatch import story_worker
 from newswatch.config import Config, load_config
 from newswatch.processing import ArticleProcessor
 from newswatch.stories import StoryRun, assign_next_page, assign_stories, forget_cached_clusterers
+from newswatch.story_worker import StoryWorker
 from storage.db import Database, open_database
 from storage.export import iter_articles
 from storage.ingest import store_articles
@@ -464,3 +468,87 @@ def test_a_page_clustered_while_another_run_saved_is_thrown_away_and_clustered_a
     assert run.assigned == 0  # the other run had assigned the page
     assert story_of(newsroom.db) == dict.fromkeys([lebanon, bridge[0], football], lebanon)
     assert stories(newsroom.db) == {lebanon: (lebanon, 3, NOW, NOW)}
+
+
+def test_a_story_worker_assigns_what_it_is_nudged_about_as_one_run_in_process_would(
+    newsroom: Newsroom, config: Config
+) -> None:
+    worker = StoryWorker(config, NOW, start_after=1)
+    ids = []
+    for src, title, h in WIRE:
+        ids.append(newsroom.store(title, LEDE, source=src, hours_ago=h))
+        worker.nudge()
+    started = worker.pid is not None
+    lebanon = newsroom.store("", LEDE, source="Daily", hours_ago=2)
+    football = newsroom.store("", UNRELATED, source="BBC", hours_ago=2)
+    worker.nudge()
+    bridge = newsroom.store(LEDE, UNRELATED, source="Wire", hours_ago=1)
+
+    assigned, error = worker.finish()
+
+    assert (started, assigned, error, worker.assigned_by_worker) == (True, 6, None, 6)
+    assert worker.pid is None
+    assert story_of(newsroom.db) == dict.fromkeys([*ids, lebanon, football, bridge], ids[0])
+
+
+def test_a_story_worker_starts_only_once_enough_feeds_stored_articles(
+    newsroom: Newsroom, config: Config
+) -> None:
+    worker = StoryWorker(config, NOW, start_after=3)
+    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    worker.nudge()
+    worker.nudge()
+    before = worker.pid
+    worker.nudge()
+    after = worker.pid
+
+    assert (before, after is not None) == (None, True)
+    assert worker.finish() == (3, None)
+    assert story_of(newsroom.db) == dict.fromkeys(ids, ids[0])
+
+
+def test_a_poll_that_never_started_its_story_worker_clusters_in_process(
+    newsroom: Newsroom, config: Config
+) -> None:
+    worker = StoryWorker(config, NOW, start_after=3)
+    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE[:2]]
+    worker.nudge()
+    worker.nudge()
+    starts_before = story_worker.starts()
+
+    assert worker.finish() == (2, None)
+    assert (worker.assigned_by_worker, story_worker.starts()) == (0, starts_before)
+    assert story_of(newsroom.db) == dict.fromkeys(ids, ids[0])
+
+
+def test_when_the_story_worker_dies_the_poll_assigns_the_stories_itself(
+    newsroom: Newsroom, config: Config
+) -> None:
+    worker = StoryWorker(config, NOW, start_after=1)
+    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    worker.nudge()
+    pid = worker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+
+    assigned, error = worker.finish()
+
+    assert error is None
+    assert worker.assigned_by_worker == 0
+    assert story_of(newsroom.db) == dict.fromkeys(ids, ids[0])
+    assert assigned in (0, 3)  # the worker may have saved its page before it was killed
+
+
+def test_an_abandoned_story_worker_ends_without_its_last_pass(
+    newsroom: Newsroom, config: Config
+) -> None:
+    worker = StoryWorker(config, NOW, start_after=1)
+    newsroom.store(WIRE[0][1], LEDE, hours_ago=5)
+    worker.nudge()
+    pid = worker.pid
+
+    worker.abandon()
+
+    assert pid is not None and worker.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
