@@ -76,6 +76,7 @@ class StoryWorker:
     _conn: Connection | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _failed: bool = field(default=False, init=False)
+    _closed: bool = field(default=False, init=False)  # finished or abandoned: no new start
 
     @property
     def pid(self) -> int | None:
@@ -88,7 +89,7 @@ class StoryWorker:
         with self._lock:
             self._nudges += 1
             start_after = START_AFTER if self.start_after is None else self.start_after
-            if self._failed or self._nudges < start_after:
+            if self._failed or self._closed or self._nudges < start_after:
                 return
             try:
                 if self._conn is None:
@@ -137,6 +138,7 @@ class StoryWorker:
         with self._lock:
             process, conn = self._process, self._conn
             self._process = self._conn = None
+            self._closed = True
             failed = self._failed
         if process is None or conn is None:
             return cluster_new_articles(self.config, now=self.now)
@@ -167,6 +169,7 @@ class StoryWorker:
         with self._lock:
             process, conn = self._process, self._conn
             self._process = self._conn = None
+            self._closed = True
         if conn is not None:
             conn.close()  # the worker reads the end of the pipe and exits
         if process is not None:

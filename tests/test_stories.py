@@ -552,3 +552,17 @@ def test_an_abandoned_story_worker_ends_without_its_last_pass(
     assert pid is not None and worker.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_nudge_after_the_last_pass_starts_no_new_worker(
+    newsroom: Newsroom, config: Config
+) -> None:
+    worker = StoryWorker(config, NOW, start_after=1)
+    newsroom.store(WIRE[0][1], LEDE, hours_ago=5)
+    worker.nudge()
+    worker.finish()
+    starts_before = story_worker.starts()
+
+    worker.nudge()
+
+    assert (worker.pid, story_worker.starts()) == (None, starts_before)
