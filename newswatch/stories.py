@@ -121,6 +121,13 @@ def _key(db: Database, config: Config) -> tuple[str, timedelta, float]:
     return (db.url, window, settings.threshold or DEFAULT_THRESHOLD)
 
 
+def _unclustered(session: Session, page_size: int, after_id: int = 0) -> list[StoryArticle]:
+    """The next page of articles without a story, oldest id first, read by their sketch."""
+    return unclustered_articles(
+        session, after_id=after_id, limit=page_size, sketch_prefix=SKETCH_PREFIX
+    )
+
+
 def _clusterer(
     session: Session,
     key: tuple[str, timedelta, float],
@@ -192,9 +199,7 @@ def assign_stories(
     assigned = joined = merged = 0
     with db.session() as session:
         token = lock_stories(session)
-        page = unclustered_articles(
-            session, after_id=0, limit=page_size, sketch_prefix=SKETCH_PREFIX
-        )
+        page = _unclustered(session, page_size)
         if not page:
             # Nothing to assign (a poll that found nothing new): loading the window
             # would re-read and re-fingerprint every article of the last window_hours.
@@ -207,9 +212,7 @@ def assign_stories(
             joined += page_joined
             merged += page_merged
             clusterer.evict(now - window)
-            page = unclustered_articles(
-                session, after_id=page[-1].id, limit=page_size, sketch_prefix=SKETCH_PREFIX
-            )
+            page = _unclustered(session, page_size, after_id=page[-1].id)
         if assigned:
             token = bump_story_clock(session)
     if token is not None:
@@ -237,9 +240,7 @@ def assign_next_page(
     window = key[1]
     with db.session(readonly=True) as session:
         token = story_clock(session)
-        page = unclustered_articles(
-            session, after_id=0, limit=page_size, sketch_prefix=SKETCH_PREFIX
-        )
+        page = _unclustered(session, page_size)
         if not page:
             return StoryRun()
         clusterer, reloaded = _clusterer(session, key, token, now)

@@ -151,8 +151,8 @@ class StoryWorker:
                     assigned, error = conn.recv()
                 else:
                     error = "the story worker did not finish"
-        except (OSError, EOFError, ValueError):  # it died
-            error = "the story worker died"
+        except (OSError, EOFError, ValueError):  # it died: `error` says so
+            pass
         finally:
             conn.close()
             _end(process)
