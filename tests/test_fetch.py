@@ -560,6 +560,9 @@ def test_stopping_early_closes_the_connections_in_flight(feed_server: FeedServer
         requests = [FetchRequest(i, url) for i, url in enumerate([*hangs, fast])]
         results = fetch_feeds(requests, FetchOptions(read_timeout=30, total_timeout=30))
         await anext(results)
+        # Stop only once the hanging requests are being answered: one still on its way
+        # would leave the server idle below whether or not its connection was closed.
+        assert await asyncio.to_thread(feed_server.wait_in_flight, len(hangs), timeout=20)
         await results.aclose()
 
     asyncio.run(first_then_stop())
