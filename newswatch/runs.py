@@ -18,6 +18,7 @@ from typing import Any
 from newswatch.config import Config, ConfigError
 from newswatch.poll import FeedReport, PollReport, poll_sources
 from newswatch.processing import ArticleProcessor, document
+from newswatch.story_worker import StoryWorker
 from storage.db import Database, open_database
 from storage.records import DueSource, FeedHealth, SourceSpec
 
@@ -96,8 +97,6 @@ def poll_once(
     now: datetime | None = None,
 ) -> PollReport:
     """One whole poll without Prefect."""
-    from newswatch.story_worker import StoryWorker
-
     now = now or datetime.now(UTC)
     due = plan_poll(config, all_sources=all_sources, now=now)
     stories = StoryWorker(config, now)

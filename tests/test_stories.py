@@ -99,6 +99,10 @@ class Newsroom:
         (article_id,) = stored.new_article_ids
         return article_id
 
+    def store_wire(self, copies: int = len(WIRE)) -> list[int]:
+        """Store the first `copies` outlets' copies of the wire story (`WIRE`); their ids."""
+        return [self.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE[:copies]]
+
 
 @pytest.fixture
 def newsroom(database: Database) -> Newsroom:
@@ -127,7 +131,7 @@ def stories(db: Database) -> dict[int, tuple[int | None, int, datetime, datetime
 def test_wire_copies_from_three_outlets_are_saved_as_one_story(
     newsroom: Newsroom, config: Config
 ) -> None:
-    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    ids = newsroom.store_wire()
     other = newsroom.store("Arsenal beat Chelsea", UNRELATED, hours_ago=2)
 
     run = assign_stories(newsroom.db, config, NOW)
@@ -270,7 +274,7 @@ def test_disabled_clustering_assigns_nothing(
 
 
 def test_export_includes_the_story_id(newsroom: Newsroom, config: Config) -> None:
-    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    ids = newsroom.store_wire()
     assign_stories(newsroom.db, config, NOW)
 
     with newsroom.db.session(readonly=True) as session:
@@ -283,7 +287,7 @@ def test_digest_shows_one_wire_story_once_with_the_other_outlets_also_reporting(
     newsroom: Newsroom, config: Config
 ) -> None:
     processor, _ = ArticleProcessor.prepare(newsroom.db, config, NOW - timedelta(hours=6))
-    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    ids = newsroom.store_wire()
     with newsroom.db.session() as session:
         assert processor.process(session, ids, NOW - timedelta(hours=1)) == 3
     assign_stories(newsroom.db, config, NOW)
@@ -407,7 +411,7 @@ def _cluster_once(url: str, config_path: str) -> None:
 def test_a_page_is_clustered_without_the_lock_while_a_feed_is_stored(
     newsroom: Newsroom, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first, second = (newsroom.store(t, LEDE, source=s, hours_ago=h) for s, t, h in WIRE[:2])
+    first, second = newsroom.store_wire(2)
     meanwhile: list[int] = []
     real_add = StoryClusterer.add
 
@@ -428,7 +432,7 @@ def test_a_page_is_clustered_without_the_lock_while_a_feed_is_stored(
 def test_pages_are_assigned_oldest_first_and_the_next_one_reuses_the_clusterer(
     newsroom: Newsroom, config: Config
 ) -> None:
-    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    ids = newsroom.store_wire()
 
     first = assign_next_page(newsroom.db, config, NOW, page_size=2)
     assigned_then = story_of(newsroom.db)
@@ -495,7 +499,7 @@ def test_a_story_worker_starts_only_once_enough_feeds_stored_articles(
     newsroom: Newsroom, config: Config
 ) -> None:
     worker = StoryWorker(config, NOW, start_after=3)
-    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    ids = newsroom.store_wire()
     worker.nudge()
     worker.nudge()
     before = worker.pid
@@ -511,7 +515,7 @@ def test_a_poll_that_never_started_its_story_worker_clusters_in_process(
     newsroom: Newsroom, config: Config
 ) -> None:
     worker = StoryWorker(config, NOW, start_after=3)
-    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE[:2]]
+    ids = newsroom.store_wire(2)
     worker.nudge()
     worker.nudge()
     starts_before = story_worker.starts()
@@ -525,7 +529,7 @@ def test_when_the_story_worker_dies_the_poll_assigns_the_stories_itself(
     newsroom: Newsroom, config: Config
 ) -> None:
     worker = StoryWorker(config, NOW, start_after=1)
-    ids = [newsroom.store(title, LEDE, source=src, hours_ago=h) for src, title, h in WIRE]
+    ids = newsroom.store_wire()
     worker.nudge()
     pid = worker.pid
     assert pid is not None
