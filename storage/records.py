@@ -7,7 +7,8 @@ All datetimes are timezone-aware UTC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 
@@ -82,6 +83,17 @@ class ArticleRecord:
     # most entries of its feed carry (`watch.cluster.feed_sketches`), where the feed
     # was parsed.
     sketch: bytes | None = None
+
+    # A poll's parse worker sends every record back to the storing process. Pickled as
+    # its field values, a record unpickles through `__init__`: a slotted dataclass's own
+    # `__getstate__`/`__setstate__` look up its fields on every call (pickling and
+    # unpickling a feed's 50 records: 0.40 → 0.26 ms).
+    def __reduce__(self) -> tuple[type[ArticleRecord], tuple[object, ...]]:
+        return ArticleRecord, _record_values(self)
+
+
+# The fields in `__init__`'s order, read in one C call.
+_record_values = operator.attrgetter(*(f.name for f in fields(ArticleRecord)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from sources.errors import FeedError, NotAFeed, RateLimited
 from storage.db import Database
 from storage.ingest import store_articles
 from storage.models import Article, FeedState, Match, Sighting, Source, Topic
-from storage.records import DueSource
+from storage.records import ArticleRecord, DueSource
 from storage.stories import unclustered_articles
 from storage.topics import articles_by_id
 from tests.fixtures.db import add_source
@@ -294,6 +295,31 @@ def test_a_rate_limited_error_pickles_with_its_retry_time() -> None:
     rebuilt = pickle.loads(pickle.dumps(err))
 
     assert (type(rebuilt), str(rebuilt), rebuilt.retry_after) == (RateLimited, str(err), NOW)
+
+
+def test_an_article_record_crosses_processes_with_every_field_in_its_place() -> None:
+    record = ArticleRecord(
+        key="k" * 64,
+        key_kind="guid",
+        url="https://x.example/a",
+        canonical_url="https://x.example/canonical",
+        guid="urn:guid:1",
+        title="Title",
+        summary="<p>Summary</p>",
+        content="<p>Content</p>",
+        author="Author",
+        language="tr",
+        published_at=NOW,
+        entry_url="https://x.example/a?utm_source=feed",
+        match_text="Summary Content",
+        sketch=b"\x01sketch",
+    )
+
+    rebuilt = pickle.loads(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+
+    assert [getattr(rebuilt, f.name) for f in fields(ArticleRecord)] == [
+        getattr(record, f.name) for f in fields(ArticleRecord)
+    ]
 
 
 def test_batches_polled_at_once_in_threads_share_one_worker(
