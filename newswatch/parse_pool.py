@@ -44,9 +44,6 @@ from watch.cluster import feed_sketches
 # 1,000-feed cold poll, against the worker's 17 s) needs the other core. Two workers
 # measured no faster, and slower when the machine had other work.
 WORKERS = 1
-# Feeds a poll holds between fetch and store (parsing, or parsed and waiting their
-# turn): enough to keep every worker busy while one result waits for the store thread.
-IN_FLIGHT = 2 * WORKERS + 2
 # A poll parses its first bodies in process. A worker's start costs ~0.4 s of CPU
 # (spawn re-imports the program's main module, then the parser); moving a body's parse
 # saves this process ~15 ms (16 ms of parse and identity, less 1 ms to unpickle the

@@ -22,10 +22,10 @@ Storing runs on one worker thread, which keeps feeds stored in the order they we
 fetched and the database to one writer per poll. Parsing runs there too for the first
 `parse_pool.POOL_FROM` bodies of the polls running in the process; later bodies are
 parsed (and identified) in `parse_pool`'s worker process as soon as they arrive, so
-the next feeds parse while this one is stored. At most `parse_pool.IN_FLIGHT` fetched
-feeds wait for their store. A feed whose parse or store fails in an unexpected way gets
-that error stored and the poll goes on; only an unusable database (`DatabaseError`)
-stops it.
+the next feeds parse while this one is stored. At most `HELD_FEEDS` fetched feeds, with
+`HELD_BYTES` of bodies, wait for their store. A feed whose parse or store fails in an
+unexpected way gets that error stored and the poll goes on; only an unusable database
+(`DatabaseError`) stops it.
 """
 
 from __future__ import annotations
@@ -69,6 +69,15 @@ GROUP_SECONDS = 0.25
 # How long an open group waits for the next feed: when parsing is the slower half
 # (a feed every ~10 ms from the worker), the next feed is usually that close.
 GROUP_IDLE = 0.02
+# Fetched feeds a poll holds before they are stored (parsing, or parsed and waiting
+# for the store thread), and their bodies' bytes, at most; one feed is always let in,
+# whatever its size (`fetch_options` caps that). The store thread waits for SQLite's
+# write lock while the story worker saves a page (up to ~0.2 s): with 4 feeds held,
+# the parse worker and the fetching stopped meanwhile; with 16, a cold 1,000-feed poll
+# took ~1 s less (bench/README.md). The byte bound keeps what 16 large feeds would hold
+# (16 × 10 MB bodies, and their records) out of memory; 16 bench feeds hold ~1 MB.
+HELD_FEEDS = 16
+HELD_BYTES = 16 * 1024 * 1024
 # Times a feed is stored again after PostgreSQL broke a deadlock by failing it.
 _LOCK_RETRIES = 3
 
@@ -396,7 +405,7 @@ async def _poll_sources(
     loop = asyncio.get_running_loop()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="newswatch-store")
     fetched: asyncio.Queue[_Fetched | None] = asyncio.Queue()
-    slots = asyncio.Semaphore(parse_pool.IN_FLIGHT)
+    slots = _Held(HELD_FEEDS, HELD_BYTES)
     fetcher = asyncio.create_task(_fetch(requests, fetch_options(config), fetched, slots))
     getting: asyncio.Task[_Ready | None] | None = None
     try:
@@ -416,7 +425,7 @@ async def _poll_sources(
                 source = by_id[result.request.key]
                 done.add(source.id)
                 await loop.run_in_executor(worker, state.handle, source, result, parsed)
-                slots.release()
+                await slots.release(result)
             await fetcher  # raises what stopped it, if anything did
     except TimeoutError:
         pass
@@ -449,6 +458,47 @@ async def _poll_sources(
     return state.report
 
 
+class _Held:
+    """Fetched feeds held until they are stored: at most `feeds` of them, and at most
+    `size` bytes of their bodies unless there is only one."""
+
+    def __init__(self, feeds: int, size: int) -> None:
+        self._feeds = feeds
+        self._size = size
+        self._held_feeds = 0
+        self._held_size = 0
+        self._changed = asyncio.Condition()
+
+    @property
+    def held(self) -> tuple[int, int]:
+        """(feeds, body bytes) held now."""
+        return self._held_feeds, self._held_size
+
+    def _room_for(self, size: int) -> bool:
+        return self._held_feeds == 0 or (
+            self._held_feeds < self._feeds and self._held_size + size <= self._size
+        )
+
+    async def acquire(self, result: FetchResult) -> None:
+        """Wait until `result` may be held, and hold it."""
+        size = _body_size(result)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._room_for(size))
+            self._held_feeds += 1
+            self._held_size += size
+
+    async def release(self, result: FetchResult) -> None:
+        """`result` is stored: make its room."""
+        async with self._changed:
+            self._held_feeds -= 1
+            self._held_size -= _body_size(result)
+            self._changed.notify_all()
+
+
+def _body_size(result: FetchResult) -> int:
+    return 0 if result.body is None else len(result.body)
+
+
 # A fetched feed waiting for its store, with its body's parse if it went to the pool.
 _Fetched = tuple[FetchResult, parse_pool.Parsing | None]
 
@@ -457,7 +507,7 @@ async def _fetch(
     requests: list[FetchRequest],
     options: FetchOptions,
     fetched: asyncio.Queue[_Fetched | None],
-    slots: asyncio.Semaphore,
+    slots: _Held,
 ) -> None:
     """Fetch every request into `fetched`, in the order they complete, then None.
 
@@ -467,7 +517,7 @@ async def _fetch(
     try:
         async with contextlib.aclosing(fetch_feeds(requests, options)) as results:
             async for result in results:
-                await slots.acquire()
+                await slots.acquire(result)
                 parsing = None
                 if result.status == "ok" and result.body is not None and parse_pool.take_body():
                     parsing = parse_pool.submit(result.body, result.final_url, result.content_type)
