@@ -405,8 +405,8 @@ async def _poll_sources(
     loop = asyncio.get_running_loop()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="newswatch-store")
     fetched: asyncio.Queue[_Fetched | None] = asyncio.Queue()
-    slots = _Held(HELD_FEEDS, HELD_BYTES)
-    fetcher = asyncio.create_task(_fetch(requests, fetch_options(config), fetched, slots))
+    held = _Held(HELD_FEEDS, HELD_BYTES)
+    fetcher = asyncio.create_task(_fetch(requests, fetch_options(config), fetched, held))
     getting: asyncio.Task[_Ready | None] | None = None
     try:
         async with asyncio.timeout(config.poll.deadline):
@@ -425,7 +425,7 @@ async def _poll_sources(
                 source = by_id[result.request.key]
                 done.add(source.id)
                 await loop.run_in_executor(worker, state.handle, source, result, parsed)
-                await slots.release(result)
+                await held.release(result)
             await fetcher  # raises what stopped it, if anything did
     except TimeoutError:
         pass
@@ -507,7 +507,7 @@ async def _fetch(
     requests: list[FetchRequest],
     options: FetchOptions,
     fetched: asyncio.Queue[_Fetched | None],
-    slots: _Held,
+    held: _Held,
 ) -> None:
     """Fetch every request into `fetched`, in the order they complete, then None.
 
@@ -517,7 +517,7 @@ async def _fetch(
     try:
         async with contextlib.aclosing(fetch_feeds(requests, options)) as results:
             async for result in results:
-                await slots.acquire(result)
+                await held.acquire(result)
                 parsing = None
                 if result.status == "ok" and result.body is not None and parse_pool.take_body():
                     parsing = parse_pool.submit(result.body, result.final_url, result.content_type)
