@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from digest.run import DigestRunResult, digest_once
 from digest.smtp import DeliveryError
 from newswatch.config import load_config
-from newswatch.runs import database
+from newswatch.databases import database
 
 
 def artifact_key(name: str) -> str:

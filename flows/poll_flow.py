@@ -38,11 +38,12 @@ from prefect.tasks import Task
 from prefect.utilities.annotations import quote
 
 from newswatch.config import Config, load_config
+from newswatch.databases import database
 from newswatch.malloc import limit_malloc_arenas
 from newswatch.poll import FeedReport, PollReport, feed_listener
 from newswatch.processing import ArticleProcessor
 from newswatch.report import matches_markdown, poll_table
-from newswatch.runs import database, plan_poll, poll_batch
+from newswatch.runs import plan_poll, poll_batch
 from newswatch.story_worker import StoryWorker
 from storage.db import DatabaseError
 from storage.records import DueSource

@@ -26,7 +26,7 @@ def poll_table(report: PollReport) -> list[dict[str, Any]]:
 
 def matches_markdown(config: Config, report: PollReport) -> str:
     """The poll's new topic matches, by topic, best first."""
-    from newswatch.runs import database
+    from newswatch.databases import database
     from storage.topics import matches_for_articles
 
     with database(config).session() as session:

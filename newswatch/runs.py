@@ -2,45 +2,24 @@
 
 The CLI calls these; so do the Prefect flows (through `poll_once` and `digest_once`)
 and the tests. They open the database named by the config (migrating it on first use)
-and keep one `Database` per URL per process.
+through `newswatch.databases`, which keeps one `Database` per URL per process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from newswatch.config import Config, ConfigError
+from newswatch.databases import database
 from newswatch.poll import FeedReport, PollReport, poll_sources
 from newswatch.processing import ArticleProcessor, document
 from newswatch.story_worker import StoryWorker
-from storage.db import Database, open_database
 from storage.records import DueSource, FeedHealth, SourceSpec
-
-_databases: dict[str, Database] = {}
-_databases_lock = threading.Lock()
-
-
-def database(config: Config) -> Database:
-    """The process-wide `Database` for the config's URL, migrated on first use."""
-    with _databases_lock:
-        db = _databases.get(config.database_url)
-        if db is None:
-            db = open_database(config.database_url)
-            _databases[config.database_url] = db
-        return db
-
-
-def close_databases() -> None:
-    with _databases_lock:
-        for db in _databases.values():
-            db.dispose()
-        _databases.clear()
 
 
 def source_specs(config: Config) -> list[SourceSpec]:

@@ -189,7 +189,7 @@ def _serve(config: Config, now: datetime, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     assigned = 0
     try:
-        from newswatch.runs import database
+        from newswatch.databases import database
         from newswatch.stories import PAGE, assign_next_page, assign_stories
         from storage.db import DatabaseError
 

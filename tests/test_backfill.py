@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import select
 
 from newswatch.config import Config, load_config
+from newswatch.databases import close_databases
 from newswatch.processing import ArticleProcessor
-from newswatch.runs import close_databases, export_articles
+from newswatch.runs import export_articles
 from storage.db import Database, open_database
 from storage.ingest import store_articles
 from storage.models import Digest, DigestItem, Match, Topic

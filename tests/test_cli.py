@@ -19,7 +19,7 @@ from typer.testing import CliRunner, Result
 
 from newswatch import __version__
 from newswatch.cli import app
-from newswatch.runs import close_databases
+from newswatch.databases import close_databases
 from tests.fixtures.http import SAMPLE_RSS, FeedServer
 from tests.test_poll_pipeline import rss, story, write_config
 

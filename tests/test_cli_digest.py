@@ -24,7 +24,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from typer.testing import CliRunner
 
 from newswatch.cli import app
-from newswatch.runs import close_databases
+from newswatch.databases import close_databases
 from storage.db import Database
 from tests.fixtures.smtp import HOST, SmtpServer, free_port
 from tests.test_digest_run import TOPICS, Newsroom, text_part, write_config

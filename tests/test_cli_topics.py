@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from newswatch.cli import app
-from newswatch.runs import close_databases
+from newswatch.databases import close_databases
 from storage.db import Database
 from storage.ingest import store_articles
 from tests.fixtures.db import add_source, article_record

@@ -212,7 +212,7 @@ def test_poll_flow_batches_feed_one_story_worker_that_assigns_every_new_article(
 ) -> None:
     from flows.poll_flow import poll_flow
     from newswatch import story_worker
-    from newswatch.runs import database
+    from newswatch.databases import database
     from storage.stories import unclustered_articles
 
     count = story_worker.START_AFTER + 6  # enough feeds with new articles to start it

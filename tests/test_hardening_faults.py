@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from newswatch.cli import app
-from newswatch.runs import close_databases, poll_once
+from newswatch.databases import close_databases
+from newswatch.runs import poll_once
 from storage.models import Article, FeedState
 from tests.fixtures.http import SAMPLE_RSS, FeedServer
 from tests.test_poll_pipeline import count, feed_states, load, rss, run_cli, story, write_config

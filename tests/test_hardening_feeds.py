@@ -21,8 +21,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from newswatch.cli import app
+from newswatch.databases import close_databases
 from newswatch.poll import PollReport
-from newswatch.runs import close_databases, export_articles, poll_once
+from newswatch.runs import export_articles, poll_once
 from storage.models import Article, FeedState, Sighting, Source
 from tests.fixtures.http import (
     SAMPLE_RSS,

@@ -23,10 +23,11 @@ import pytest
 from sqlalchemy import select
 
 from newswatch import parse_pool
+from newswatch.databases import close_databases
 from newswatch.parse_pool import ParsedBody
 from newswatch.poll import FeedReport, PollReport
 from newswatch.processing import document
-from newswatch.runs import close_databases, plan_poll, poll_batch, poll_once
+from newswatch.runs import plan_poll, poll_batch, poll_once
 from sources.errors import FeedError, NotAFeed, RateLimited
 from storage.db import Database
 from storage.ingest import store_articles

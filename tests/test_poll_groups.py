@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from newswatch import poll
+from newswatch.databases import close_databases, database
 from newswatch.poll import FeedReport, PollReport
 from newswatch.processing import ArticleProcessor
-from newswatch.runs import close_databases, database, plan_poll, poll_batch, poll_once
+from newswatch.runs import plan_poll, poll_batch, poll_once
 from storage.models import Article, Sighting
 from tests.fixtures.http import Delay, FeedServer
 from tests.test_poll_pipeline import (

@@ -27,7 +27,8 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from newswatch.config import Config, load_config
-from newswatch.runs import close_databases, poll_once
+from newswatch.databases import close_databases
+from newswatch.runs import poll_once
 from storage.models import Article, FeedState, Sighting, Source
 from tests.fixtures.http import SAMPLE_RSS, Drip, FeedServer, Gate
 from tests.test_cluster import LEDE, OUTLET_STORIES, SIGN_OFF
