@@ -12,14 +12,15 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newswatch.config import Config, ConfigError
 from newswatch.databases import database
-from newswatch.poll import FeedReport, PollReport, poll_sources
-from newswatch.processing import ArticleProcessor, document
-from newswatch.story_worker import StoryWorker
 from storage.records import DueSource, FeedHealth, SourceSpec
+
+if TYPE_CHECKING:  # the poll's modules load with a poll: `status` or `export` never uses them
+    from newswatch.poll import FeedReport, PollReport
+    from newswatch.processing import ArticleProcessor
 
 
 def source_specs(config: Config) -> list[SourceSpec]:
@@ -62,6 +63,9 @@ def poll_batch(
     `processor`: topics already prepared for this poll (by `plan_poll`'s caller);
     without it they are synced and backfilled here.
     """
+    from newswatch.poll import poll_sources
+    from newswatch.processing import ArticleProcessor
+
     db = database(config)
     if processor is None:
         processor, _ = ArticleProcessor.prepare(db, config, now)
@@ -76,6 +80,8 @@ def poll_once(
     now: datetime | None = None,
 ) -> PollReport:
     """One whole poll without Prefect."""
+    from newswatch.story_worker import StoryWorker
+
     now = now or datetime.now(UTC)
     due = plan_poll(config, all_sources=all_sources, now=now)
     stories = StoryWorker(config, now)
@@ -203,6 +209,7 @@ class QueryTestResult:
 
 def test_query(config: Config, query: str, *, days: float, limit: int) -> QueryTestResult:
     """What `query` matches among articles first seen in the last `days` days."""
+    from newswatch.processing import document
     from storage.topics import article_pages, article_urls
     from watch.matcher import Matcher, TopicSpec
     from watch.query import parse_query
@@ -246,6 +253,7 @@ def _marked(snippet: str, spans: Sequence[tuple[int, int]]) -> str:
 
 
 def list_topics(config: Config, *, days: float) -> list[Any]:
+    from newswatch.processing import ArticleProcessor
     from storage.topics import topic_summaries
 
     now = datetime.now(UTC)
