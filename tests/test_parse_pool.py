@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -36,7 +36,7 @@ from storage.records import ArticleRecord, DueSource
 from storage.stories import unclustered_articles
 from storage.topics import articles_by_id
 from tests.fixtures.db import add_source
-from tests.fixtures.http import FeedServer, Hang, html_with_feed_link
+from tests.fixtures.http import AfterEvent, Behaviour, FeedServer, Hang, html_with_feed_link
 from tests.test_poll_pipeline import (
     cli,
     cli_env,
@@ -71,15 +71,23 @@ def use_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parse_pool, "POOL_FROM", 0)
 
 
-def _feeds(feed_server: FeedServer, n: int) -> dict[str, str]:
+def _feeds(
+    feed_server: FeedServer, n: int, behaviours: Mapping[int, Behaviour] | None = None
+) -> dict[str, str]:
     """`n` feeds of 6 entries (one repeated inside the feed, one undated), and one feed
-    of each parse outcome: recovered from errors, not a feed, unparsable, empty."""
+    of each parse outcome: recovered from errors, not a feed, unparsable, empty.
+    Feed `f` answers with `behaviours[f]`, if given."""
     feeds = {}
     for f in range(n):
         items = [story(f * 10 + k) for k in range(5)]
         items.append(items[0])
         items[1] = {"title": f"Undated {f}", "link": f"https://news.example/undated/{f}"}
-        feeds[f"Feed {f:02}"] = feed_server.route(f"/pool/{f}.xml", rss(items), etag=f'"{f}"')
+        feeds[f"Feed {f:02}"] = feed_server.route(
+            f"/pool/{f}.xml",
+            rss(items),
+            etag=f'"{f}"',
+            behaviour=(behaviours or {}).get(f),
+        )
     feeds["Bozo"] = feed_server.route("/pool/bozo.xml", BOZO_RSS)
     feeds["Page"] = feed_server.route(
         "/pool/page", html_with_feed_link("/feed.xml"), content_type="text/html"
@@ -224,20 +232,28 @@ def test_the_workers_stop_when_the_last_poll_ends(
 def test_killed_workers_do_not_fail_the_poll_and_a_new_pool_parses_later_feeds(
     tmp_path: Path, feed_server: FeedServer, database_url: str, use_the_pool: None
 ) -> None:
-    feeds = {k: v for k, v in _feeds(feed_server, 40).items() if k.startswith("Feed")}
+    # The later half answer only once the workers are dead, so that they are parsed
+    # after it however fast the first half was fetched and handed to the pool.
+    workers_dead = threading.Event()
+    later_half = dict.fromkeys(range(20, 40), AfterEvent(workers_dead))
+    feeds = {k: v for k, v in _feeds(feed_server, 40, later_half).items() if k.startswith("Feed")}
     killed: list[int] = []
     before = parse_pool.starts()
 
     def kill_the_workers_once(feed: FeedReport) -> None:
         if not killed:
-            for worker in multiprocessing.active_children():
+            workers = multiprocessing.active_children()
+            for worker in workers:
                 assert worker.pid is not None  # started; never kill(0), the process group
                 os.kill(worker.pid, signal.SIGKILL)
                 killed.append(worker.pid)
+            for worker in workers:
+                worker.join(10)
+            workers_dead.set()
 
-    report = poll_once(
-        load(write_config(tmp_path, feeds), database_url), on_feed=kill_the_workers_once
-    )
+    # per_host above the feed count: waiting later feeds never hold up the first half
+    config = write_config(tmp_path, feeds, poll={"per_host": 50})
+    report = poll_once(load(config, database_url), on_feed=kill_the_workers_once)
 
     assert killed
     assert (report.ok, report.new_articles, report.duplicates) == (40, 40 * 5, 40)
