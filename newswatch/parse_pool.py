@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from typing import TypeAlias
 from urllib.parse import urlsplit
 
-from sources.clean import clean_text
+from sources.clean import match_text
 from sources.errors import ContentError, FeedError
 from sources.identity import article_identity
 from sources.model import Entry
@@ -86,17 +86,6 @@ def entry_record(entry: Entry, feed_url: str) -> ArticleRecord:
         published_at=entry.published,
         entry_url=link,
     )
-
-
-def match_text(summary: str, content: str | None) -> str:
-    """What topic matching reads of an article besides its title: the plain text of
-    its summary, then of its content unless the summary holds it already."""
-    body = clean_text(summary)
-    if content:
-        text = clean_text(content)
-        if text and text not in body:
-            body = f"{body}\n{text}" if body else text
-    return body
 
 
 def _sketches(records: list[ArticleRecord]) -> list[bytes | None]:

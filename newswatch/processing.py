@@ -22,7 +22,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from newswatch.config import Config
-from newswatch.parse_pool import match_text
+from sources.clean import match_text
 from storage.db import Database
 from storage.records import NewArticle
 from storage.topics import (

@@ -18,13 +18,14 @@ Everything a feed says passes through here before it becomes an `Entry`:
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import nh3
-from feedparser.datetimes import _parse_date as _feedparser_parse_date
 
 # C0 controls except TAB/LF/CR, DEL, C1 controls, surrogates, and the two noncharacters.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
@@ -87,6 +88,17 @@ def clean_text(s: str | None) -> str:
         s = html.unescape(_STRIP_ALL_TAGS.clean(_BLOCK_BOUNDARY.sub(" ", s)))
         s = strip_controls(s)  # an entity such as &#0; may decode to a control character
     return _one_line(s)
+
+
+def match_text(summary: str, content: str | None) -> str:
+    """What topic matching reads of an article besides its title: the plain text of
+    its summary, then of its content unless the summary holds it already."""
+    body = clean_text(summary)
+    if content:
+        text = clean_text(content)
+        if text and text not in body:
+            body = f"{body}\n{text}" if body else text
+    return body
 
 
 _CLEANERS: dict[str | None, nh3.Cleaner] = {}
@@ -218,6 +230,16 @@ def parse_date(
     return min(moment, now)
 
 
+@functools.cache
+def _feedparser_date_parser() -> Callable[[str], time.struct_time | None]:
+    """feedparser's date parser, imported when first needed: the commands that read
+    stored text (`topics`, through `match_text`) never parse a date."""
+    from feedparser.datetimes import _parse_date
+
+    parse: Callable[[str], time.struct_time | None] = _parse_date
+    return parse
+
+
 def _from_struct(value: time.struct_time) -> datetime | None:
     # feedparser's *_parsed fields are already UTC
     try:
@@ -235,7 +257,7 @@ def _parse_string(value: str) -> datetime | None:
     except ValueError:
         pass
     try:
-        parsed = _feedparser_parse_date(value)
+        parsed = _feedparser_date_parser()(value)
     except (ValueError, OverflowError, IndexError, TypeError):
         return None
     return _from_struct(parsed) if parsed else None

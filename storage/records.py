@@ -76,7 +76,7 @@ class ArticleRecord:
     language: str | None
     published_at: datetime | None
     entry_url: str | None
-    # The plain text topic matching reads (`newswatch.parse_pool.match_text` of the
+    # The plain text topic matching reads (`sources.clean.match_text` of the
     # summary and content as stored), when the parse worker process computed it.
     match_text: str | None = None
     # The story clustering signature of the title and summary as stored, without what

@@ -135,7 +135,7 @@ main()
 """
 
 
-@pytest.mark.parametrize("command", [["status"], ["export"]])
+@pytest.mark.parametrize("command", [["status"], ["export"], ["topics", "list"]])
 def test_commands_that_do_not_poll_do_not_load_the_poll(
     polled: tuple[Path, str], command: list[str]
 ) -> None:
