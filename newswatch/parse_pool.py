@@ -23,6 +23,8 @@ import atexit
 import contextlib
 import functools
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -181,6 +183,17 @@ def _parse_in_worker(body: bytes, url: str, content_type: str | None) -> ParsedB
 def _worker_start() -> None:
     # Ctrl-C reaches the whole process group; the poll's process shuts the pool down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A poll's process that is killed (SIGKILL, the OOM killer, a SIGTERM from Prefect
+    # cancelling the run) cannot shut its pool down, and a worker waiting for its next
+    # body would wait forever, holding its memory: it ends when that process does.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
 
 
 _lock = threading.Lock()

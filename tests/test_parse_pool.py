@@ -6,6 +6,7 @@ to 0 where a test needs the pool, so that a few dozen feeds are enough to use it
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -13,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
@@ -394,6 +396,65 @@ def test_the_cli_exits_cleanly_after_a_poll_that_used_the_pool(
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert count(sqlite_url, Sighting) == (parse_pool.POOL_FROM + 6) * 5 + 2
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (Linux: /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie nobody reaped has ended)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_nothing_a_killed_poll_started_outlives_it(
+    tmp_path: Path, feed_server: FeedServer, sqlite_url: str
+) -> None:
+    """SIGKILL (or the OOM killer, or Prefect cancelling the run) leaves the pool
+    unshut: a parse worker waiting for its next body would wait, and hold its memory,
+    forever."""
+    n = parse_pool.POOL_FROM + 6
+    feeds = _feeds(feed_server, n)
+    feeds["Hangs"] = feed_server.route("/pool/hangs-till-killed.xml", behaviour=Hang())
+    config = write_config(tmp_path, feeds, poll={"read_timeout": 60, "feed_timeout": 60})
+    poll = subprocess.Popen(
+        cli(config, "poll"),
+        env=cli_env(sqlite_url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    started: set[int] = set()
+    try:
+        # every process the poll starts, until it has stored all but the hanging feed
+        for _ in range(1200):
+            started |= _children(poll.pid)
+            if count(sqlite_url, Sighting) == n * 5 + 2:
+                break
+            time.sleep(0.05)
+        started |= _children(poll.pid)
+    finally:
+        poll.kill()
+        poll.wait()
+
+    outliving = set(started)
+    for _ in range(300):
+        outliving = {pid for pid in outliving if _running(pid)}
+        if not outliving:
+            break
+        time.sleep(0.05)
+    for pid in outliving:  # not left behind by a failing run
+        os.kill(pid, signal.SIGKILL)
+    assert len(started) >= 2  # the parse worker and the story worker at least
+    assert outliving == set()
 
 
 @pytest.mark.parametrize("name", ["HuffPostCanada.xml", "AtomEscapedHTMLInPreTag.xml"])
