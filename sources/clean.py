@@ -14,6 +14,8 @@ Everything a feed says passes through here before it becomes an `Entry`:
   (ZWJ in emoji sequences, RTL/LTR marks) are kept, so right-to-left scripts and emoji
   round-trip exactly.
 - `parse_date`: UTC or None, by the policy in its docstring.
+- `match_text`: the plain text of an article's summary and content that topic
+  matching reads.
 """
 
 from __future__ import annotations
