@@ -6,7 +6,6 @@ to 0 where a test needs the pool, so that a few dozen feeds are enough to use it
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import pickle
@@ -398,22 +397,27 @@ def test_the_cli_exits_cleanly_after_a_poll_that_used_the_pool(
     assert count(sqlite_url, Sighting) == (parse_pool.POOL_FROM + 6) * 5 + 2
 
 
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (Linux): state, parent, ...
+    Empty once the process is gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
 def _children(pid: int) -> set[int]:
-    """The processes whose parent is `pid` (Linux: /proc)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError):
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
+    """The processes whose parent is `pid`."""
+    return {
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _stat(entry.name)[1:2] == [str(pid)]
+    }
 
 
 def _running(pid: int) -> bool:
     """Whether `pid` still runs (a zombie nobody reaped has ended)."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return _stat(pid)[:1] not in ([], ["Z"])
 
 
 def test_nothing_a_killed_poll_started_outlives_it(
