@@ -132,8 +132,13 @@ def sync_sources(
                 next_poll_at=None,
             )
         )
-    ids = list(session.scalars(select(Source.id).where(Source.name.in_(names)))) if names else []
-    _ensure_feed_states(session, ids)
+    # Only sources without a feed state: after the first poll that is none of them, and
+    # inserting 1,000 rows that all conflict cost a warm poll 0.17 s.
+    stateless = select(Source.id).where(
+        Source.name.in_(names),
+        ~select(FeedState.source_id).where(FeedState.source_id == Source.id).exists(),
+    )
+    _ensure_feed_states(session, list(session.scalars(stateless)) if names else [])
 
 
 def add_sources(
