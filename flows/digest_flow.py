@@ -12,7 +12,7 @@ import re
 from datetime import UTC
 
 from prefect import flow, get_run_logger, runtime
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 
 from digest.run import DigestRunResult, digest_once
 from digest.smtp import DeliveryError
@@ -34,7 +34,7 @@ def digest_run_name() -> str:
 
 
 @flow(name="newswatch-digest", flow_run_name=digest_run_name)
-def digest_flow(
+async def digest_flow(
     config_path: str = "newswatch.toml",
     name: str | None = None,
     fmt: str | None = None,
@@ -48,7 +48,7 @@ def digest_flow(
     config = load_config(config_path)
     result = digest_once(config, database(config), name=name, fmt=fmt, output=output)
     if result.markdown is not None:
-        create_markdown_artifact(
+        await acreate_markdown_artifact(
             result.markdown,
             key=artifact_key(result.name),
             description=f"The {result.name!r} digest",

@@ -29,7 +29,7 @@ from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 from prefect import flow, get_run_logger, runtime, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.futures import PrefectFuture, wait
@@ -204,7 +204,7 @@ def _run_batches(
     # Prefect types task_runner invariantly; a thread pool runner is what it expects
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_TASKS),  # type: ignore[arg-type]
 )
-def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) -> PollReport:
+async def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) -> PollReport:
     """Poll every due source (or every source with `all_sources`) once.
 
     Publishes a table artifact (one row per feed) and a Markdown artifact of the new
@@ -226,12 +226,12 @@ def poll_flow(config_path: str = "newswatch.toml", all_sources: bool = False) ->
     finally:
         stories.abandon()  # if the poll failed; its articles are assigned by the next one
     report.finished_at = report.finished_at or datetime.now(UTC)
-    create_table_artifact(
+    await acreate_table_artifact(
         poll_table(report),
         key=POLL_TABLE_KEY,
         description=f"Feeds polled {started_at:%Y-%m-%d %H:%M} UTC: status, new articles, error",
     )
-    create_markdown_artifact(
+    await acreate_markdown_artifact(
         matches_markdown(config, report), key=POLL_MATCHES_KEY, description="New topic matches"
     )
     get_run_logger().info(

@@ -124,7 +124,7 @@ def run_poll(
 
     token = feed_listener.set(on_feed)
     try:
-        return poll_flow(config_path=str(config.path), all_sources=all_sources)
+        return asyncio.run(poll_flow(config_path=str(config.path), all_sources=all_sources))
     finally:
         feed_listener.reset(token)
 
@@ -147,7 +147,7 @@ def run_digest(
         )
     from flows.digest_flow import digest_flow
 
-    return digest_flow(config_path=str(config.path), name=name, fmt=fmt, output=output)
+    return asyncio.run(digest_flow(config_path=str(config.path), name=name, fmt=fmt, output=output))
 
 
 def feed_health(config: Config) -> list[FeedHealth]:

@@ -9,6 +9,8 @@ back through the Prefect client, as the UI would.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import re
 from collections.abc import Iterator
@@ -136,7 +138,9 @@ def polled_demo(
         config_path = workdir / "newswatch.toml"
         feeds = [(feed.name, feed.url) for feed in server.feeds]
         config_path.write_text(demo_config_text(feeds, example_config()), encoding="utf-8")
-        state = poll_flow(config_path=str(config_path), all_sources=True, return_state=True)
+        state = asyncio.run(
+            poll_flow(config_path=str(config_path), all_sources=True, return_state=True)
+        )
         report = state.result()
         assert isinstance(report, PollReport)
         flow_run_id = state.state_details.flow_run_id
@@ -196,7 +200,9 @@ def test_poll_flow_runs_a_bounded_number_of_tasks_for_many_feeds(
     config_path = tmp_path / "newswatch.toml"
     config_path.write_text("\n".join(lines), encoding="utf-8")
 
-    state = poll_flow(config_path=str(config_path), all_sources=True, return_state=True)
+    state = asyncio.run(
+        poll_flow(config_path=str(config_path), all_sources=True, return_state=True)
+    )
 
     report = cast(PollReport, state.result())
     assert report.ok == count
@@ -230,7 +236,9 @@ def test_poll_flow_batches_feed_one_story_worker_that_assigns_every_new_article(
     config_path.write_text("\n".join(lines), encoding="utf-8")
     starts = story_worker.starts()
 
-    state = poll_flow(config_path=str(config_path), all_sources=True, return_state=True)
+    state = asyncio.run(
+        poll_flow(config_path=str(config_path), all_sources=True, return_state=True)
+    )
 
     report = cast(PollReport, state.result())
     assert (report.new_articles, report.stories_assigned) == (2 * count, 2 * count)
@@ -265,12 +273,14 @@ def test_digest_flow_writes_the_markdown_digest_and_publishes_it(polled_demo: Po
 
     output = polled_demo.config_path.parent / "out"
     output.mkdir()
-    state = digest_flow(
-        config_path=str(polled_demo.config_path),
-        name="demo",
-        fmt="markdown",
-        output=str(output),
-        return_state=True,
+    state = asyncio.run(
+        digest_flow(
+            config_path=str(polled_demo.config_path),
+            name="demo",
+            fmt="markdown",
+            output=str(output),
+            return_state=True,
+        )
     )
 
     assert state.is_completed()
@@ -291,8 +301,13 @@ def test_digest_artifacts_of_successive_runs_share_one_key(polled_demo: PolledDe
     output = polled_demo.config_path.parent / "again"
     output.mkdir()
     for _ in range(2):
-        digest_flow(
-            config_path=str(polled_demo.config_path), name="demo", fmt="html", output=str(output)
+        asyncio.run(
+            digest_flow(
+                config_path=str(polled_demo.config_path),
+                name="demo",
+                fmt="html",
+                output=str(output),
+            )
         )
 
     key = artifact_key("demo")
@@ -301,3 +316,13 @@ def test_digest_artifacts_of_successive_runs_share_one_key(polled_demo: PolledDe
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
         )
     assert len({a.flow_run_id for a in history}) >= 2
+
+
+def test_flows_run_on_prefects_async_engine_which_does_not_join_the_heartbeat_thread() -> None:
+    """The sync engine joins its heartbeat thread at the end of every run, and that
+    thread sleeps in one-second steps: up to a second added to every poll and digest."""
+    from flows.digest_flow import digest_flow
+    from flows.poll_flow import poll_flow
+
+    assert inspect.iscoroutinefunction(poll_flow.fn)
+    assert inspect.iscoroutinefunction(digest_flow.fn)
