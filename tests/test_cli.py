@@ -154,6 +154,24 @@ def test_commands_that_do_not_poll_do_not_load_the_poll(
     assert (finished.returncode, finished.stderr.splitlines()[-1:]) == (0, ["[]"])
 
 
+_FROZEN_AT_EXIT = """
+import atexit, gc, sys
+from newswatch.cli import main
+atexit.register(lambda: print("frozen" if gc.get_freeze_count() else "tracked"))
+main(["--version"])
+"""
+
+
+def test_the_command_line_leaves_what_it_holds_out_of_the_last_garbage_collection() -> None:
+    """The interpreter's last collection walks every object still alive: after a
+    Prefect poll ~0.3 s of Prefect's, pydantic's and SQLAlchemy's objects."""
+    finished = subprocess.run(
+        [sys.executable, "-c", _FROZEN_AT_EXIT], capture_output=True, text=True, timeout=60
+    )
+
+    assert (finished.returncode, finished.stdout.splitlines()[-1:]) == (0, ["frozen"])
+
+
 def test_status_json_has_every_health_field(polled: tuple[Path, str]) -> None:
     result = invoke(*polled, "status", "--json")
     rows = json.loads(result.stdout)
