@@ -22,6 +22,7 @@ process too: every article without a story is still there to assign.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import signal
 import threading
@@ -212,6 +213,10 @@ def _serve(config: Config, now: datetime, conn: Connection) -> None:
         # assigns what is left, and reports the error if it fails there too.
         conn.send((assigned, f"{type(err).__name__}: {err}"))
         return
+    finally:
+        # The poll waits for this process to end, and the interpreter's last garbage
+        # collection would walk the window's ~50,000 articles first (~0.2 s).
+        gc.freeze()
     conn.send((assigned, None))
 
 
