@@ -24,6 +24,7 @@ import typer
 from newswatch import __version__
 from newswatch.config import Config, ConfigError, load_config
 from newswatch.malloc import limit_malloc_arenas
+from newswatch.startup import claim
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -342,6 +343,7 @@ def demo(
 
 def main(argv: list[str] | None = None) -> None:
     limit_malloc_arenas()  # before any thread starts (see newswatch/malloc.py)
+    claim()  # the command's modules are frozen once loaded (see newswatch/startup.py)
     try:
         app(args=argv, prog_name="newswatch")
     finally:

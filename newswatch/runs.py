@@ -8,6 +8,7 @@ through `newswatch.databases`, which keeps one `Database` per URL per process.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -117,10 +118,15 @@ def run_poll(
     on_feed: Callable[[FeedReport], None] | None = None,
 ) -> PollReport:
     """The `poll` command: the Prefect flow, or the same work directly."""
+    from newswatch.startup import loading
+
     if not prefect:
+        with loading():
+            importlib.import_module("newswatch.poll")  # what poll_once runs
         return poll_once(config, all_sources=all_sources, on_feed=on_feed)
-    from flows.poll_flow import poll_flow
-    from newswatch.poll import feed_listener
+    with loading():
+        from flows.poll_flow import poll_flow
+        from newswatch.poll import feed_listener
 
     token = feed_listener.set(on_feed)
     try:
@@ -145,7 +151,10 @@ def run_digest(
         return digest_once(
             config, database(config), name=name, fmt=fmt, output=output, dry_run=dry_run
         )
-    from flows.digest_flow import digest_flow
+    from newswatch.startup import loading
+
+    with loading():
+        from flows.digest_flow import digest_flow
 
     return asyncio.run(digest_flow(config_path=str(config.path), name=name, fmt=fmt, output=output))
 
