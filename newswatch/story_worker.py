@@ -195,6 +195,9 @@ def _serve(config: Config, now: datetime, conn: Connection) -> None:
         from storage.db import DatabaseError
 
         db = database(config)
+        # What is loaded by now lives as long as this process: the collector's full
+        # passes, made as clustering allocates, need not walk it each time.
+        gc.freeze()
         last_pass = time.monotonic()
         while not _finishing(conn, last_pass + PASS_SECONDS):
             last_pass = time.monotonic()
@@ -202,6 +205,7 @@ def _serve(config: Config, now: datetime, conn: Connection) -> None:
                 while True:
                     run = assign_next_page(db, config, now, page_size=PAGE)
                     assigned += run.assigned
+                    _settle()
                     if run.assigned < PAGE:  # else a full page: there may be more
                         break
         # Under the lock, as the poll would have run it; its error is the one reported.
@@ -218,6 +222,19 @@ def _serve(config: Config, now: datetime, conn: Connection) -> None:
         # collection would walk the window's ~50,000 articles first (~0.2 s).
         gc.freeze()
     conn.send((assigned, None))
+
+
+def _settle() -> None:
+    """Free a pass's garbage, then exempt what survives (the window the clusterer
+    keeps) from the collector's later full passes.
+
+    Those passes walk every tracked object, and the window only grows during a poll:
+    on the 1,000 bench feeds ten of them took 0.5-0.67 s of the worker's CPU. The
+    collection here walks only what the pass allocated, as the rest is frozen, and
+    frees its cycles first, so nothing that is garbage is ever frozen.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _finishing(conn: Connection, not_before: float) -> bool:

@@ -620,3 +620,30 @@ def test_the_story_worker_leaves_what_it_holds_out_of_its_last_garbage_collectio
     """The poll waits for the worker to end, and the interpreter's last collection
     walked the clustering window first: ~0.2 s of every 1,000-feed poll."""
     assert _worker_run(newsroom, config, tmp_path)[1:] == ["[]", "frozen"]
+
+
+_SETTLE = """
+import gc, weakref
+from newswatch.story_worker import _settle
+class Node:
+    pass
+garbage = Node()
+garbage.self = garbage  # a cycle: only the collector frees it
+dead = weakref.ref(garbage)
+del garbage
+kept = [Node() for _ in range(100)]
+before = gc.get_freeze_count()
+_settle()
+print(dead() is None, gc.get_freeze_count() > before)
+"""
+
+
+def test_between_passes_the_story_worker_frees_garbage_and_freezes_what_it_keeps() -> None:
+    """The window only grows during a poll, and the collector's full passes walked all
+    of it: ten took 0.5-0.67 s of the worker's CPU on the 1,000 bench feeds. Freezing
+    without collecting first would keep a pass's reference cycles for good."""
+    settled = subprocess.run(
+        [sys.executable, "-c", _SETTLE], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert settled.stdout.split() == ["True", "True"]
