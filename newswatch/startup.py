@@ -19,7 +19,8 @@ _claimed = False
 
 
 def claim() -> None:
-    """Say that this process runs one newswatch command and ends (the command line)."""
+    """Say that this process does one piece of newswatch work and ends (the command
+    line's process, a poll's story worker)."""
     global _claimed
     _claimed = True
 

@@ -35,6 +35,7 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from newswatch.config import Config
+from newswatch.startup import claim, loading
 
 if TYPE_CHECKING:  # the worker process has no use for the poll's imports
     from newswatch.poll import FeedReport
@@ -189,15 +190,14 @@ def _serve(config: Config, now: datetime, conn: Connection) -> None:
     # Ctrl-C reaches the whole process group; the poll's process ends the worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     assigned = 0
+    claim()  # this process ends with the poll: what it loads can be frozen
     try:
-        from newswatch.databases import database
-        from newswatch.stories import PAGE, assign_next_page, assign_stories
-        from storage.db import DatabaseError
+        with loading():
+            from newswatch.databases import database
+            from newswatch.stories import PAGE, assign_next_page, assign_stories
+            from storage.db import DatabaseError
 
-        db = database(config)
-        # What is loaded by now lives as long as this process: the collector's full
-        # passes, made as clustering allocates, need not walk it each time.
-        gc.freeze()
+            db = database(config)
         last_pass = time.monotonic()
         while not _finishing(conn, last_pass + PASS_SECONDS):
             last_pass = time.monotonic()
